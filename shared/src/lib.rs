@@ -1,0 +1,24 @@
+//! The core of the ci tools. Every tool is a thin binary over this crate;
+//! each module is one concept of images and containers, named after it.
+//!
+//! - [`store`]: the on-disk store (an OCI image layout plus runtime state),
+//!   with its crash-safety and locking contract.
+//! - [`digest`], [`reference`]: naming content and images.
+//! - [`image`]: images in the store and the verbs that manage them.
+//! - [`object`]: the JSON objects the tools print and read (the contract).
+//! - [`cli`], [`explain`]: what every tool's command line shares.
+
+pub mod cli;
+pub mod compression;
+pub mod digest;
+pub mod error;
+pub mod explain;
+pub mod fsutil;
+pub mod glob;
+pub mod image;
+pub mod lock;
+pub mod object;
+pub mod reference;
+pub mod store;
+
+pub use error::{Error, Result};

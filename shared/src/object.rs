@@ -1,0 +1,281 @@
+//! The JSON contract between the tools.
+//!
+//! stdout carries one JSON object per line per resource acted on or listed;
+//! each has a `kind` (`image`, `container`, `volume`, `network`) and an `id`.
+//! Wherever a tool takes a resource argument, `-` means "the objects on
+//! stdin", so `ci-build import rootfs.tar | ci-build tag - app:1` works.
+//! On a terminal, list verbs print a table instead (see [`emit_table`]).
+
+use std::io::{BufRead, Write};
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+
+/// An image as the tools print it (and `inspect` adds manifest and config).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ImageObject {
+    /// Always "image".
+    pub kind: String,
+    /// The image id: the digest of its config, as docker defines it.
+    pub id: Digest,
+    /// The digest of its manifest (what a registry knows it by).
+    pub digest: Digest,
+    /// References naming it, in docker's short form (`busybox:latest`).
+    pub tags: Vec<String>,
+    /// Total size of its layers and config, in bytes.
+    pub size: u64,
+    /// When it was created (RFC 3339), if its config says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<serde_json::Value>,
+}
+
+/// Something that can be printed as a row of a table.
+pub trait Tabular {
+    fn headers() -> &'static [&'static str];
+    fn row(&self) -> Vec<String>;
+}
+
+/// Print objects as JSON lines (what pipes and Makefiles read).
+pub fn emit_json_lines<'a, T: Serialize + 'a>(out: &mut impl Write, objects: impl IntoIterator<Item = &'a T>) -> Result<()> {
+    for o in objects {
+        emit_json(out, o)?;
+    }
+    Ok(())
+}
+
+/// Print rows as an aligned table (what people read on a terminal).
+pub fn emit_table<T: Tabular>(out: &mut impl Write, rows: &[T]) -> Result<()> {
+    write_table(out, T::headers(), rows.iter().map(Tabular::row).collect()).or_else(ignore_broken_pipe)
+}
+
+/// Print one object as a JSON line.
+pub fn emit_json<T: Serialize + ?Sized>(out: &mut impl Write, object: &T) -> Result<()> {
+    let mut line = serde_json::to_vec(object).expect("our objects always serialise");
+    line.push(b'\n');
+    out.write_all(&line).or_else(ignore_broken_pipe)
+}
+
+fn ignore_broken_pipe(e: std::io::Error) -> Result<()> {
+    // `ci-build ls | head -1` closes the pipe early: that is not our failure.
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        Ok(())
+    } else {
+        Err(Error::io("write", "stdout", e))
+    }
+}
+
+/// An aligned table with a header row, columns separated by three spaces.
+pub fn write_table(out: &mut impl Write, headers: &[&str], rows: Vec<Vec<String>>) -> std::io::Result<()> {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let n = cells.len();
+        let mut s = String::new();
+        for (i, (c, w)) in cells.into_iter().zip(&widths).enumerate() {
+            s.push_str(c);
+            if i + 1 < n {
+                s.extend(std::iter::repeat_n(' ', w - c.chars().count() + 3));
+            }
+        }
+        s.push('\n');
+        s
+    };
+    out.write_all(line(headers.to_vec()).as_bytes())?;
+    for r in &rows {
+        out.write_all(line(r.iter().map(String::as_str).collect()).as_bytes())?;
+    }
+    Ok(())
+}
+
+/// The longest line of JSON we accept on stdin: objects are small; a huge
+/// line is garbage, not an object.
+const MAX_LINE: u64 = 1 << 20;
+
+/// A resource named on stdin: its kind and id (or name, for volumes and networks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StdinRef {
+    pub kind: String,
+    pub id: String,
+}
+
+/// Read the objects on stdin (one JSON object per line) and return the ids
+/// of those of `kind`. Garbage is an error quoting the offending line.
+pub fn read_refs(input: &mut impl BufRead, kind: &str) -> Result<Vec<String>> {
+    let mut ids = Vec::new();
+    let mut lineno = 0;
+    loop {
+        let mut buf = Vec::new();
+        let n = std::io::Read::take(&mut *input, MAX_LINE + 1)
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| Error::io("read", "stdin", e))?;
+        if n == 0 {
+            break;
+        }
+        lineno += 1;
+        if buf.len() as u64 > MAX_LINE {
+            return Err(Error::invalid(format!(
+                "stdin line {lineno}: longer than {MAX_LINE} bytes; expected one JSON object per line"
+            )));
+        }
+        let text = String::from_utf8_lossy(&buf);
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            continue;
+        }
+        let r = parse_ref_line(trimmed).map_err(|why| {
+            Error::invalid(format!("stdin line {lineno}: {why}: {}", quote(trimmed)))
+                .hint(format!("`-` reads {kind} objects printed by the ci tools, one JSON object per line"))
+        })?;
+        if r.kind != kind {
+            return Err(Error::invalid(format!(
+                "stdin line {lineno}: expected {} object, got a {} object ({})",
+                with_article(kind),
+                r.kind, r.id
+            )));
+        }
+        ids.push(r.id);
+    }
+    if ids.is_empty() {
+        return Err(Error::invalid(format!("`-` was given but stdin held no {kind} object")));
+    }
+    Ok(ids)
+}
+
+fn parse_ref_line(line: &str) -> std::result::Result<StdinRef, String> {
+    let v: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("not JSON ({e})"))?;
+    let obj = v.as_object().ok_or("not a JSON object")?;
+    let kind = obj.get("kind").and_then(|k| k.as_str()).ok_or("no \"kind\" string field")?;
+    let id = obj
+        .get("id")
+        .or_else(|| obj.get("name"))
+        .and_then(|k| k.as_str())
+        .ok_or("no \"id\" string field")?;
+    Ok(StdinRef { kind: kind.to_string(), id: id.to_string() })
+}
+
+/// Quote a line for an error message, shortened if long.
+fn quote(s: &str) -> String {
+    let mut q: String = s.chars().take(120).collect();
+    if q.len() < s.len() {
+        q.push('…');
+    }
+    format!("{q:?}")
+}
+
+/// Expand `-` in a list of resource arguments with the ids read from stdin.
+pub fn expand_stdin(args: &[String], kind: &str) -> Result<Vec<String>> {
+    if !args.iter().any(|a| a == "-") {
+        return Ok(args.to_vec());
+    }
+    let stdin_ids = read_refs(&mut std::io::stdin().lock(), kind)?;
+    let mut out = Vec::new();
+    for a in args {
+        if a == "-" {
+            out.extend(stdin_ids.iter().cloned());
+        } else {
+            out.push(a.clone());
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_ids_and_rejects_garbage() {
+        let mut ok = &b"{\"kind\":\"image\",\"id\":\"sha256:ab\"}\n\n{\"kind\":\"image\",\"id\":\"x\"}\n"[..];
+        assert_eq!(read_refs(&mut ok, "image").unwrap(), vec!["sha256:ab", "x"]);
+        let mut bad = &b"{\"kind\":\"image\",\"id\":\"a\"}\nnot json\n"[..];
+        let e = read_refs(&mut bad, "image").unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("not json"), "{e}");
+        let mut wrong = &b"{\"kind\":\"container\",\"id\":\"c1\"}\n"[..];
+        assert!(read_refs(&mut wrong, "image").unwrap_err().to_string().contains("expected an image"));
+    }
+
+    #[test]
+    fn table_aligns() {
+        let mut out = Vec::new();
+        write_table(&mut out, &["A", "BB"], vec![vec!["xxx".into(), "y".into()]]).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "A     BB\nxxx   y\n");
+    }
+}
+
+/// "an image", "a container".
+pub fn with_article(noun: &str) -> String {
+    let vowel = noun.starts_with(['a', 'e', 'i', 'o', 'u']);
+    format!("{} {noun}", if vowel { "an" } else { "a" })
+}
+
+/// Sizes as docker prints them: decimal units, three significant digits
+/// (`4.26MB`, `947kB`, `12B`).
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u + 1 < UNITS.len() {
+        v /= 1000.0;
+        u += 1;
+    }
+    let digits: String = if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    };
+    let trimmed = if digits.contains('.') { digits.trim_end_matches('0').trim_end_matches('.').to_string() } else { digits };
+    format!("{trimmed}{}", UNITS[u])
+}
+
+/// "3 minutes ago", "2 days ago", as docker's CREATED column.
+pub fn ago(rfc3339: &str) -> String {
+    let Ok(t) = time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339) else {
+        return "N/A".into();
+    };
+    let secs = (time::OffsetDateTime::now_utc() - t).whole_seconds();
+    format!("{} ago", human_duration(secs.max(0) as u64))
+}
+
+/// Durations as docker words them ("Less than a second", "About a minute", "3 hours").
+pub fn human_duration(secs: u64) -> String {
+    let (m, h, d) = (60, 3600, 86400);
+    match secs {
+        0 => "Less than a second".into(),
+        1 => "1 second".into(),
+        s if s < m => format!("{s} seconds"),
+        s if s < 2 * m => "About a minute".into(),
+        s if s < h => format!("{} minutes", s / m),
+        s if s < 2 * h => "About an hour".into(),
+        s if s < 2 * d => format!("{} hours", s / h),
+        s if s < 14 * d => format!("{} days", s / d),
+        s if s < 60 * d => format!("{} weeks", s / (7 * d)),
+        s if s < 730 * d => format!("{} months", s / (30 * d)),
+        s => format!("{} years", s / (365 * d)),
+    }
+}
+
+#[cfg(test)]
+mod human_tests {
+    use super::*;
+
+    #[test]
+    fn sizes_like_docker() {
+        assert_eq!(human_size(12), "12B");
+        assert_eq!(human_size(4_260_000), "4.26MB");
+        assert_eq!(human_size(947_000), "947kB");
+        assert_eq!(human_size(1_000_000), "1MB");
+        assert_eq!(human_size(12_300_000), "12.3MB");
+    }
+}

@@ -1,0 +1,3 @@
+fn main() {
+    ci_build::main()
+}
