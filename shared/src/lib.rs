@@ -20,5 +20,7 @@ pub mod lock;
 pub mod object;
 pub mod reference;
 pub mod store;
+#[doc(hidden)]
+pub mod testsupport;
 
 pub use error::{Error, Result};

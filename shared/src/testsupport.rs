@@ -1,0 +1,115 @@
+//! Helpers for the tests of every crate (unit and end-to-end), kept in one
+//! place so the skip policy is the same everywhere:
+//!
+//! - A test that needs root or a kernel feature calls [`privileged`]. On a
+//!   laptop without root it prints why it skips and returns false; when
+//!   `CITEST_STRICT=1` (set by `.ci/run`) a skip is a failure instead,
+//!   because cargo would report an early return as "ok".
+//! - Conformance suites read the peers' test data in place from
+//!   `../shared/corpora` beside the repository ([`corpora_dir`]).
+
+use std::path::PathBuf;
+
+/// Set to 1 in CI: every skip becomes a failure.
+pub const STRICT_ENV: &str = "CITEST_STRICT";
+
+pub fn strict() -> bool {
+    std::env::var(STRICT_ENV).map(|v| v == "1").unwrap_or(false)
+}
+
+/// Skip (or, in strict mode, fail) with a reason.
+pub fn skip(reason: &str) -> bool {
+    if strict() {
+        panic!("{STRICT_ENV}=1 but this test would skip: {reason}");
+    }
+    eprintln!("SKIPPED: {reason}");
+    false
+}
+
+/// Whether privileged tests can run here (we are root).
+pub fn privileged(what: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        true
+    } else {
+        skip(&format!("{what} needs root"))
+    }
+}
+
+/// The repository's top directory.
+pub fn repo_dir() -> PathBuf {
+    // shared/ is one level below the top.
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("shared/ has a parent").to_path_buf()
+}
+
+/// `../shared/corpora` beside the repository, if present (always in CI).
+pub fn corpora_dir() -> Option<PathBuf> {
+    let dir = repo_dir().parent()?.join("shared").join("corpora");
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        skip(&format!("the conformance corpora are not at {}", dir.display()));
+        None
+    }
+}
+
+/// A static busybox from the host (Debian's busybox-static), the base of
+/// every test image.
+pub fn busybox() -> Option<PathBuf> {
+    for p in ["/bin/busybox", "/usr/bin/busybox"] {
+        let p = PathBuf::from(p);
+        if p.exists() && is_static(&p) {
+            return Some(p);
+        }
+    }
+    skip("no static busybox on this host (apt-get install busybox-static)");
+    None
+}
+
+fn is_static(p: &std::path::Path) -> bool {
+    // A static ELF has no PT_INTERP program header; reading the header is
+    // enough, but `ldd` is not always there, so look for the interpreter path.
+    std::fs::read(p).map(|b| !b.windows(10).any(|w| w == b"ld-linux-x")).unwrap_or(false)
+}
+
+/// A minimal root filesystem tarball made from the host's busybox:
+/// `/bin/busybox` plus the applet links, `/etc/passwd`, `/etc/group`, `/tmp`.
+pub fn busybox_rootfs_tar() -> Option<Vec<u8>> {
+    let bb = busybox()?;
+    let data = std::fs::read(&bb).ok()?;
+    let mut b = tar::Builder::new(Vec::new());
+    let dir = |b: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(mode);
+        h.set_size(0);
+        h.set_mtime(0);
+        b.append_data(&mut h, path, std::io::empty()).unwrap();
+    };
+    let file = |b: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(mode);
+        h.set_size(data.len() as u64);
+        h.set_mtime(0);
+        b.append_data(&mut h, path, data).unwrap();
+    };
+    for (d, m) in [("bin", 0o755), ("etc", 0o755), ("tmp", 0o1777), ("root", 0o700), ("proc", 0o755), ("sys", 0o755), ("dev", 0o755)] {
+        dir(&mut b, d, m);
+    }
+    file(&mut b, "bin/busybox", 0o755, &data);
+    let applets = std::process::Command::new(&bb).arg("--list").output().ok()?;
+    for applet in String::from_utf8_lossy(&applets.stdout).lines() {
+        if applet.is_empty() || applet == "busybox" {
+            continue;
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_mode(0o777);
+        h.set_size(0);
+        h.set_mtime(0);
+        b.append_link(&mut h, format!("bin/{applet}"), "busybox").unwrap();
+    }
+    file(&mut b, "etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n");
+    file(&mut b, "etc/group", 0o644, b"root:x:0:\nnogroup:x:65534:\n");
+    b.into_inner().ok()
+}
