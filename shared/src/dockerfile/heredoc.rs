@@ -17,6 +17,9 @@
 //! literally; otherwise `$VAR`s in it are expanded. Several heredocs on one
 //! line are read one after the other. JSON (exec) form never has heredocs.
 
+// The `<<-` example above needs real tabs.
+#![allow(clippy::tabs_in_doc_comments)]
+
 use super::shell::{Lexer, NoVars};
 
 /// One heredoc attached to an instruction.

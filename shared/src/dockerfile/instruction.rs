@@ -676,8 +676,9 @@ impl Flags {
         Ok(Flags { given })
     }
 
+    /// A flag's value; `--from=` (empty) counts as not given, as in docker.
     fn value(&self, name: &str) -> Option<String> {
-        self.given.iter().find(|(n, _)| n == name).and_then(|(_, v)| v.clone())
+        self.given.iter().find(|(n, _)| n == name).and_then(|(_, v)| v.clone()).filter(|v| !v.is_empty())
     }
 
     fn values(&self, name: &str) -> Vec<String> {
