@@ -16,6 +16,7 @@ pub mod explain;
 pub mod fsutil;
 pub mod glob;
 pub mod image;
+pub mod layer;
 pub mod lock;
 pub mod object;
 pub mod reference;
