@@ -20,6 +20,7 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -75,18 +76,29 @@ pub fn ensure_image_unpacked(store: &Store, image: &Image) -> Result<Vec<PathBuf
     for layer in image.layers()? {
         dirs.push(ensure_unpacked(store, &layer)?);
     }
+    Ok(visible_layers(dirs))
+}
+
+/// The unpacked layers overlayfs must stack, bottom first: a layer whose
+/// root directory is opaque (`.wh..wh..opq` at the top of the layer) hides
+/// every layer below it, but overlayfs ignores the opaque mark on a layer's
+/// root, so those layers are dropped from the list instead.
+pub fn visible_layers(mut dirs: Vec<PathBuf>) -> Vec<PathBuf> {
     if let Some(top_opaque) = dirs.iter().rposition(|d| is_opaque(d)) {
-        crate::explain!(
-            "layer {}: its root is opaque, so the {top_opaque} layer(s) below it are not stacked",
-            d_short(&dirs[top_opaque])
-        );
+        if top_opaque > 0 {
+            crate::explain!(
+                "layer {}: its root is opaque, so the {top_opaque} layer(s) below it are not stacked",
+                d_short(&dirs[top_opaque])
+            );
+        }
         dirs.drain(..top_opaque);
     }
-    Ok(dirs)
+    dirs
 }
 
 fn d_short(diff: &Path) -> String {
-    diff.parent().and_then(Path::file_name).map(|n| n.to_string_lossy()[..12.min(n.len())].to_string()).unwrap_or_default()
+    let dir = diff.parent().and_then(Path::file_name).unwrap_or(diff.as_os_str());
+    dir.to_string_lossy().chars().take(12).collect()
 }
 
 fn is_opaque(dir: &Path) -> bool {
@@ -115,6 +127,9 @@ pub fn ensure(store: &Store, layer: &Layer) -> Result<CachedLayer> {
     }
 
     let tmp = store.temp_dir("layer-")?;
+    // Setuid files and device nodes live below: only root may traverse
+    // (the store's root is 0700 too; this holds if the layer is moved).
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o700)).ctx("chmod", tmp.path())?;
     let tmp_diff = tmp.path().join("diff");
     fsutil::mkdir_all(&tmp_diff, 0o755)?;
     let compression = compression_of(layer);

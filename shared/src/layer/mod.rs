@@ -53,6 +53,6 @@ mod root;
 pub mod unpack;
 pub mod whiteout;
 
-pub use cache::{ensure, ensure_image_unpacked, ensure_unpacked, layer_dir, CachedLayer};
+pub use cache::{ensure, ensure_image_unpacked, ensure_unpacked, layer_dir, visible_layers, CachedLayer};
 pub use diff::{diff, tar_dir, write_diff, write_tar_dir, DiffOptions};
 pub use unpack::{apply, extract, unpack, Target, UnpackStats};

@@ -33,7 +33,7 @@ impl fmt::Display for BadName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BadName::Nul => write!(f, "the name contains a NUL byte"),
-            BadName::TooLong(n) => write!(f, "the name is {n} bytes long; Linux paths are at most {PATH_MAX}"),
+            BadName::TooLong(n) => write!(f, "the name is {n} bytes long; Linux paths are at most {PATH_MAX} bytes (PATH_MAX)"),
             BadName::ComponentTooLong => write!(f, "a component of the name is longer than {NAME_MAX} bytes"),
             BadName::Escapes => write!(f, "'..' climbs above the root of the layer (breakout refused)"),
         }

@@ -72,9 +72,7 @@ impl Root {
         for _ in 0..4 {
             match openat2(&self.fd, os(rel), how) {
                 Ok(fd) => return Ok(Some(fd)),
-                Err(Errno::ENOENT) if !create => return Ok(None),
-                Err(Errno::ENOENT) => break,
-                Err(Errno::EAGAIN) => continue,
+                Err(Errno::ENOENT) | Err(Errno::EAGAIN) => break,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -84,6 +82,9 @@ impl Root {
     /// The slow path of [`Root::dir`]: one component at a time, creating
     /// what is missing and following dangling symlinks to create their
     /// targets (a lower layer's `var/run -> /run` makes `run/...` here).
+    /// A missing directory followed by `..` (in a symlink's target, say
+    /// `up/../../etc`) is skipped, as containerd's lexical resolution does,
+    /// rather than created or reported missing: it still ends inside the root.
     fn walk(&self, rel: &[u8], create: bool) -> io::Result<Option<OwnedFd>> {
         let mut stack: Vec<OwnedFd> = Vec::new();
         let mut todo: VecDeque<Vec<u8>> = rel.split(|&b| b == b'/').map(<[u8]>::to_vec).collect();
@@ -123,6 +124,13 @@ impl Root {
                         _ => return Err(Errno::ENOTDIR.into()),
                     }
                 }
+                Err(Errno::ENOENT) if next_is_parent(&todo) => {
+                    // `missing/..`: nothing to enter and nothing to leave.
+                    while todo.front().is_some_and(|c| c.is_empty() || c == b".") {
+                        todo.pop_front();
+                    }
+                    todo.pop_front();
+                }
                 Err(Errno::ENOENT) if create => {
                     if made.as_deref() == Some(&c[..]) {
                         // We just made it and it is gone again: someone else is
@@ -145,6 +153,11 @@ impl Root {
             None => Ok(Some(nix::unistd::dup(&self.fd)?)),
         }
     }
+}
+
+/// Whether the next real component (skipping `.` and empty ones) is `..`.
+fn next_is_parent(todo: &VecDeque<Vec<u8>>) -> bool {
+    todo.iter().find(|c| !c.is_empty() && c.as_slice() != b".").is_some_and(|c| c == b"..")
 }
 
 pub fn file_type(st: &FileStat) -> SFlag {
@@ -220,7 +233,7 @@ pub fn proc_path(dir: BorrowedFd<'_>, name: &[u8]) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
+    use std::os::unix::fs::{symlink, MetadataExt};
 
     #[test]
     fn symlinks_resolve_inside_the_root() {
@@ -258,6 +271,11 @@ mod tests {
             let slow = root.walk(p.as_bytes(), false).unwrap().unwrap();
             assert_eq!(fstat(&fast).unwrap().st_ino, fstat(&slow).unwrap().st_ino, "{p}");
         }
+        // A missing component cancelled by `..` (containerd's HardlinkRelativeUpAndOut).
+        symlink("gone/../../a/b", r.join("via-missing")).unwrap();
+        let fast = root.dir(b"via-missing", false).unwrap().unwrap();
+        assert_eq!(fstat(&fast).unwrap().st_ino, std::fs::metadata(r.join("a/b")).unwrap().ino());
+        assert!(!r.join("gone").exists());
         for missing in ["a/up/up/x", "top/nothing"] {
             assert!(root.dir(missing.as_bytes(), false).unwrap().is_none(), "{missing}");
             assert!(root.walk(missing.as_bytes(), false).unwrap().is_none(), "{missing}");

@@ -43,6 +43,10 @@ use crate::error::{Error, Result};
 /// allows 1 MiB per PAX header; real ones are a few hundred bytes.
 pub const METADATA_LIMIT: u64 = 4 << 20;
 
+/// The size of the copy buffer, and a block of zeros to compare it with.
+const COPY_BUF: usize = 256 << 10;
+static ZEROS: [u8; COPY_BUF] = [0; COPY_BUF];
+
 /// Where the layer goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
@@ -182,7 +186,7 @@ impl Extractor {
             created: HashSet::new(),
             declared: HashSet::new(),
             current: String::new(),
-            buf: vec![0; 256 << 10],
+            buf: vec![0; COPY_BUF],
         })
     }
 
@@ -196,7 +200,7 @@ impl Extractor {
         let msg = e.to_string();
         let why = if msg.contains("cksum") || msg.contains("checksum") || msg.contains("numeric field") {
             "a 512-byte block that should be a tar header is not one (corrupt or not a tar)".to_string()
-        } else if e.kind() == io::ErrorKind::UnexpectedEof || msg.contains("failed to read entire block") {
+        } else if e.kind() == io::ErrorKind::UnexpectedEof || msg.contains("entire block") || msg.contains("EOF") {
             "the stream ends in the middle of a tar header (truncated)".to_string()
         } else {
             msg
@@ -379,7 +383,8 @@ impl Extractor {
                 Err(err) => return Err(self.tar_error(err)),
             };
             let chunk = &self.buf[..n];
-            if n >= 4096 && chunk.iter().all(|&b| b == 0) {
+            // (A slice comparison is a memcmp: fast even in a debug build.)
+            if n >= 4096 && chunk == &ZEROS[..n] {
                 pos += n as u64;
                 continue;
             }
@@ -479,7 +484,8 @@ impl Extractor {
         let tdir = match self.root.dir(target.parent(), false) {
             Ok(Some(d)) => d,
             Ok(None) => return Err(missing()),
-            Err(err) if err.raw_os_error() == Some(libc::ENOTDIR) => return Err(missing()),
+            // A file or a symlink loop where a directory should be: no target there either.
+            Err(err) if matches!(err.raw_os_error(), Some(libc::ENOTDIR) | Some(libc::ELOOP)) => return Err(missing()),
             Err(err) => return Err(self.io("open directory of hardlink target", target.as_bytes(), err)),
         };
         match lstat_at(tdir.as_fd(), target.base()).map_err(|err| self.io("stat", target.as_bytes(), err))? {
@@ -509,17 +515,22 @@ impl Extractor {
         let (sflag, dev) = if kind == tar::EntryType::Fifo {
             (SFlag::S_IFIFO, 0)
         } else {
-            let num = |r: io::Result<Option<u32>>, what: &str, max: u32| {
-                let v = r.map_err(|err| self.invalid(format!("bad device {what} number: {err}")))?.unwrap_or(0);
+            let fields = h
+                .as_ustar()
+                .map(|u| (u.dev_major, u.dev_minor))
+                .or_else(|| h.as_gnu().map(|g| (g.dev_major, g.dev_minor)))
+                .ok_or_else(|| self.invalid("a device entry in an old (v7) header, which has no device numbers"))?;
+            let num = |field: &[u8; 8], what: &str, max: u64| {
+                let v = device_number(field).map_err(|why| self.invalid(format!("device {what} number {why}")))?;
                 // The kernel keeps 12 bits of major and 20 of minor; larger
                 // numbers would be silently folded into another device.
                 if v >= max {
                     return Err(self.invalid(format!("device {what} number {v} is out of range (at most {})", max - 1)));
                 }
-                Ok(v)
+                Ok(v as u32)
             };
-            let major = num(h.device_major(), "major", 1 << 12)?;
-            let minor = num(h.device_minor(), "minor", 1 << 20)?;
+            let major = num(&fields.0, "major", 1 << 12)?;
+            let minor = num(&fields.1, "minor", 1 << 20)?;
             let sflag = if kind == tar::EntryType::Char { SFlag::S_IFCHR } else { SFlag::S_IFBLK };
             (sflag, nix::sys::stat::makedev(major.into(), minor.into()))
         };
@@ -702,6 +713,29 @@ impl Extractor {
     }
 }
 
+/// A tar device number field: octal text, or GNU base-256 (first byte
+/// 0x80, or 0xff for a negative number).
+fn device_number(field: &[u8; 8]) -> Result<u64, String> {
+    if field[0] & 0x80 != 0 {
+        if field[0] & 0x40 != 0 {
+            return Err("is negative".into());
+        }
+        let mut v: u64 = u64::from(field[0] & 0x3f);
+        for &b in &field[1..] {
+            v = v.checked_shl(8).ok_or("does not fit in 64 bits")? | u64::from(b);
+        }
+        return Ok(v);
+    }
+    let text: Vec<u8> = field.iter().copied().take_while(|&b| b != 0).filter(|&b| b != b' ').collect();
+    if text.is_empty() {
+        return Ok(0);
+    }
+    std::str::from_utf8(&text)
+        .ok()
+        .and_then(|t| u64::from_str_radix(t, 8).ok())
+        .ok_or_else(|| format!("{:?} is not an octal number", String::from_utf8_lossy(&text)))
+}
+
 /// A PAX time: `seconds[.fraction]`, possibly negative.
 fn pax_time(v: &[u8]) -> Option<TimeSpec> {
     let s = std::str::from_utf8(v).ok()?;
@@ -742,6 +776,15 @@ mod tests {
         assert_eq!(pax_time(b"1.1234567891"), Some(TimeSpec::new(1, 123_456_789)));
         assert_eq!(pax_time(b"x"), None);
         assert_eq!(pax_time(b""), None);
+    }
+
+    #[test]
+    fn device_numbers() {
+        assert_eq!(device_number(b"0000010\0"), Ok(8));
+        assert_eq!(device_number(b"\0\0\0\0\0\0\0\0"), Ok(0));
+        assert_eq!(device_number(&[0x80, 0, 0, 1, 0, 0, 0, 0]), Ok(1 << 32));
+        assert_eq!(device_number(&[0xff; 8]), Err("is negative".into()));
+        assert!(device_number(b"12x4567\0").unwrap_err().contains("not an octal number"));
     }
 
     #[test]
