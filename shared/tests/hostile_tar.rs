@@ -233,8 +233,10 @@ impl Setup {
     }
 }
 
-/// What a host path looked like (for `host_path_untouched`).
-fn host_state(p: &Path) -> Option<(u64, u64, u32, i64, u64)> {
+/// What a host path looked like (for `host_path_untouched`): dev, ino, mode, mtime, size.
+type HostState = Option<(u64, u64, u32, i64, u64)>;
+
+fn host_state(p: &Path) -> HostState {
     std::fs::symlink_metadata(p).ok().map(|m| (m.dev(), m.ino(), m.mode(), m.mtime(), m.size()))
 }
 
@@ -279,7 +281,7 @@ struct Ctx<'a> {
     /// Directories to scan for copies of a victim (the layer dir, and the merged view).
     scan: Vec<PathBuf>,
     outside_before: &'a BTreeMap<String, Node>,
-    host_before: &'a BTreeMap<String, Option<(u64, u64, u32, i64, u64)>>,
+    host_before: &'a BTreeMap<String, HostState>,
 }
 
 fn arr(v: &Value) -> Vec<String> {
@@ -379,7 +381,7 @@ fn check(name: &str, arg: &Value, cx: &Ctx) -> Result<Option<String>, String> {
 }
 
 
-fn host_paths(case: &Value, vars: &Vars) -> BTreeMap<String, Option<(u64, u64, u32, i64, u64)>> {
+fn host_paths(case: &Value, vars: &Vars) -> BTreeMap<String, HostState> {
     let mut out = BTreeMap::new();
     for c in case["expect"]["checks"].as_array().into_iter().flatten() {
         if let Some(p) = c.get("host_path_untouched").and_then(Value::as_str) {

@@ -7,9 +7,10 @@
 //! - [`tar_dir`]: a plain directory tree becomes a layer (`COPY` stages
 //!   its files in one).
 //!
-//! The tar is deterministic: entries sorted by name (bytes), directories
-//! before what they hold, opaque markers right after their directory (so
-//! an extractor applies them before the layer's own entries), no user or
+//! The tar is deterministic: depth first, the names in each directory
+//! sorted (bytes, whiteouts under their `.wh.` name), a directory before
+//! what it holds, an opaque marker right after its directory (so an
+//! extractor applies it before the layer's own entries), no user or
 //! group names, no access or change times, xattrs as sorted PAX
 //! `SCHILY.xattr.*` records. With a `SOURCE_DATE_EPOCH` clamp, the same
 //! change always gives the same digest.
@@ -117,11 +118,18 @@ impl<W: Write> TreeWriter<'_, W> {
 
     fn walk(&mut self, dir: &OwnedFd, prefix: &[u8]) -> Result<()> {
         let here = if prefix.is_empty() { self.top.to_path_buf() } else { self.path(prefix) };
-        let mut names = root::children(dir).ctx("read directory", &here)?;
-        names.sort();
-        for name in names {
+        // Sorted by the name each entry gets in the tar (`.wh.NAME` for a whiteout).
+        let mut items = Vec::new();
+        for name in root::children(dir).ctx("read directory", &here)? {
+            let Some(st) = lstat_at(dir.as_fd(), &name).ctx("stat", self.path(&[prefix, &name].concat()))? else {
+                continue;
+            };
+            let key = if self.overlay && whiteout::is_overlay_whiteout(&st) { whiteout::name_for(&name) } else { name.clone() };
+            items.push((key, name, st));
+        }
+        items.sort_by(|a, b| a.0.cmp(&b.0));
+        for (_, name, st) in items {
             let rel = [prefix, &name].concat();
-            let Some(st) = lstat_at(dir.as_fd(), &name).ctx("stat", self.path(&rel))? else { continue };
             match file_type(&st) {
                 SFlag::S_IFDIR => {
                     let sub = openat(
@@ -191,6 +199,8 @@ impl<W: Write> TreeWriter<'_, W> {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Regular);
         h.set_mode(0);
+        h.set_uid(0);
+        h.set_gid(0);
         h.set_size(0);
         h.set_mtime(0);
         self.builder.append_data(&mut h, Path::new(os(rel)), io::empty()).map_err(|e| self.write_err(rel, e))

@@ -72,7 +72,8 @@ impl Root {
         for _ in 0..4 {
             match openat2(&self.fd, os(rel), how) {
                 Ok(fd) => return Ok(Some(fd)),
-                Err(Errno::ENOENT) | Err(Errno::EAGAIN) => break,
+                Err(Errno::EAGAIN) => continue,
+                Err(Errno::ENOENT) => break,
                 Err(e) => return Err(e.into()),
             }
         }

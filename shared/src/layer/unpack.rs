@@ -278,8 +278,15 @@ impl Extractor {
 
     fn meta<R: Read>(&self, e: &mut tar::Entry<'_, R>) -> Result<Meta> {
         let h = e.header();
-        let field = |r: io::Result<u64>, what: &str| r.map_err(|err| self.invalid(format!("bad {what} field: {err}")));
-        let mode = field(h.mode().map(u64::from), "mode")? as u32 & 0o7777;
+        let old = h.as_old();
+        // An entirely empty numeric field means 0 to GNU tar and Go; the tar
+        // crate calls it an error. Anything else malformed is an error.
+        let field = |r: io::Result<u64>, raw: &[u8], what: &str| match r {
+            Ok(v) => Ok(v),
+            Err(_) if raw.iter().all(|&b| b == 0 || b == b' ') => Ok(0),
+            Err(err) => Err(self.invalid(format!("bad {what} field: {err}"))),
+        };
+        let mode = field(h.mode().map(u64::from), &old.mode, "mode")? as u32 & 0o7777;
         let id = |v: u64, what: &str| {
             // (uid_t)-1 means "leave unchanged" to chown: never a real owner.
             u32::try_from(v)
@@ -287,9 +294,9 @@ impl Extractor {
                 .filter(|&v| v != u32::MAX)
                 .ok_or_else(|| self.invalid(format!("{what} {v} is out of range")))
         };
-        let uid = id(field(h.uid(), "uid")?, "uid")?;
-        let gid = id(field(h.gid(), "gid")?, "gid")?;
-        let secs = field(h.mtime(), "mtime")?;
+        let uid = id(field(h.uid(), &old.uid, "uid")?, "uid")?;
+        let gid = id(field(h.gid(), &old.gid, "gid")?, "gid")?;
+        let secs = field(h.mtime(), &old.mtime, "mtime")?;
         let mut mtime = TimeSpec::new(i64::try_from(secs).map_err(|_| self.invalid("mtime out of range"))?, 0);
         let mut atime = None;
         let mut xattrs = Vec::new();

@@ -174,10 +174,8 @@ pub fn write_raw(w: &mut impl Write, r: &Raw) -> io::Result<bool> {
     } else if r.pax_path || long_name {
         pax.extend(pax_record(b"path", &r.name));
     }
-    if r.pax_path || long_link {
-        if !r.linkname.is_empty() {
-            pax.extend(pax_record(b"linkpath", &r.linkname));
-        }
+    if (r.pax_path || long_link) && !r.linkname.is_empty() {
+        pax.extend(pax_record(b"linkpath", &r.linkname));
     }
     for (k, v) in &r.xattrs {
         pax.extend(pax_record(format!("SCHILY.xattr.{k}").as_bytes(), v));
