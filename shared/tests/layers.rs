@@ -509,3 +509,35 @@ fn umoci_flattens_our_layers_as_we_do() {
     let d = diff_snapshots(&snapshot(&bundle, false), &snapshot(&flat, false));
     assert!(d.is_empty(), "umoci and ci disagree:\n{}", d.join("\n"));
 }
+
+/// `--explain`: the unpack and the cache hit each print a step with the
+/// equivalent shell command (checked in a child, where stderr is ours).
+#[test]
+fn explain_shows_the_unpack_and_the_cache_hit() {
+    if !privileged("extracting layers") {
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["explain_child", "--exact", "--nocapture", "--test-threads=1"])
+        .env("CI_LAYER_EXPLAIN_CHILD", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let unpack = stderr.find("+ layer ").expect("an unpack step");
+    assert!(stderr[unpack..].contains("$ mkdir -p ") && stderr.contains("zcat ") && stderr.contains("| tar -xpf - --numeric-owner"), "{stderr}");
+    assert!(stderr.contains("already unpacked in ") && stderr.contains("$ test -d "), "{stderr}");
+    println!("{stderr}");
+}
+
+#[test]
+fn explain_child() {
+    if std::env::var("CI_LAYER_EXPLAIN_CHILD").is_err() {
+        return;
+    }
+    ci_core::explain::enable(true);
+    let (_tmp, store) = new_store();
+    let l = put_layer(&store, &tar(&[Raw::file("f", "x")]), Compression::Gzip, "application/vnd.oci.image.layer.v1.tar+gzip");
+    layer::ensure_unpacked(&store, &l).unwrap();
+    layer::ensure_unpacked(&store, &l).unwrap();
+}
