@@ -20,6 +20,7 @@ pub mod explain;
 pub mod fsutil;
 pub mod glob;
 pub mod image;
+pub mod layer;
 pub mod lock;
 pub mod object;
 pub mod reference;
