@@ -19,6 +19,7 @@ pub mod image;
 pub mod lock;
 pub mod object;
 pub mod reference;
+pub mod runtime;
 pub mod store;
 #[doc(hidden)]
 pub mod testsupport;
