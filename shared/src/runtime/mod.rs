@@ -56,31 +56,36 @@ pub enum Outcome {
 }
 
 /// Create a container from `image` whose unpacked layers are `layers`
-/// (bottom first), without starting it.
-pub fn create(store: &Store, image: &Image, image_name: &str, layers: Vec<PathBuf>, opts: &RunOptions) -> Result<(Container, oci_spec::runtime::Spec)> {
+/// (bottom first), without starting it. Without an image (`--rootfs`)
+/// the config is empty: the command must be given.
+pub fn create(store: &Store, image: Option<&Image>, image_name: &str, layers: Vec<PathBuf>, opts: &RunOptions) -> Result<(Container, oci_spec::runtime::Spec)> {
     let env_user = spec::user_env(opts)?;
-    let image_id = image.id.clone();
     let still_there = || -> Result<()> {
         // `ci-build rm` takes the Containers lock before deciding an image is
         // unused, so checking under that lock closes the race with it.
-        crate::image::resolve(store, &image_id.to_string()).map(drop)
+        match image {
+            Some(i) => crate::image::resolve(store, &i.id.to_string()).map(drop),
+            None => Ok(()),
+        }
     };
+    let empty = oci_spec::image::ImageConfiguration::default();
+    let config = image.map(|i| &i.config).unwrap_or(&empty);
     let c = Container::create(
         store,
         container::NewContainer {
             name: opts.name.as_deref(),
-            image: image.id.to_string(),
+            image: image.map(|i| i.id.to_string()).unwrap_or_default(),
             image_name: image_name.to_string(),
             hostname: opts.hostname.as_deref(),
             host_network: opts.network == Network::Host,
             labels: opts.labels.clone(),
-            stop_signal: opts.stop_signal.clone().or_else(|| image.config.config().as_ref().and_then(|c| c.stop_signal().clone())),
+            stop_signal: opts.stop_signal.clone().or_else(|| config.config().as_ref().and_then(|c| c.stop_signal().clone())),
             auto_remove: opts.remove,
             layers,
             still_valid: &still_there,
         },
     )?;
-    let built = spec::build(&image.config, opts, &env_user, &spec::Identity { id: c.id(), hostname: &c.record.hostname, dir: &c.dir });
+    let built = spec::build(config, opts, &env_user, &spec::Identity { id: c.id(), hostname: &c.record.hostname, dir: &c.dir });
     let spec = match built {
         Ok(s) => s,
         Err(e) => {

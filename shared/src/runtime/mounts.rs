@@ -87,8 +87,14 @@ pub fn make_private() -> Result<()> {
         .ctx("make mounts private (mount --make-rprivate)", "/")
 }
 
+/// `dest` relative to the root ("." for the root itself).
 fn rel(dest: &Path) -> PathBuf {
-    dest.components().filter(|c| matches!(c, Component::Normal(_))).collect()
+    let r: PathBuf = dest.components().filter(|c| matches!(c, Component::Normal(_))).collect();
+    if r.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        r
+    }
 }
 
 fn is_special(dest: &Path) -> bool {

@@ -218,6 +218,9 @@ pub fn resolve(root: BorrowedFd, spec: &str, group_add: &[String]) -> Result<Exe
         };
         additional.push(gid);
     }
+    // The primary group is a supplementary group too (containerd's fix for
+    // CVE-2023-25173, docker's output): `id` shows groups=GID,…
+    additional.push(gid);
     additional.sort_unstable();
     additional.dedup();
     Ok(ExecUser { uid, gid, additional_gids: additional, home })
@@ -248,15 +251,15 @@ mod tests {
     fn containerd_supplementary_groups_matrix() {
         let (_d, root) = root_with(PASSWD, GROUP);
         let r = |spec: &str, add: &[&str]| ids(&resolve(root.as_fd(), spec, &add.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap());
-        assert_eq!(r("", &[]), (0, 0, vec![10]));
-        assert_eq!(r("", &["1", "1234"]), (0, 0, vec![1, 10, 1234]));
-        assert_eq!(r("1234", &[]), (1234, 0, vec![]), "numeric wins over the user named 1234 (CVE-2016-3697)");
-        assert_eq!(r("1234:1234", &[]), (1234, 1234, vec![]));
-        assert_eq!(r("1234", &["1234"]), (1234, 0, vec![1234]));
-        assert_eq!(r("daemon", &[]), (1, 1, vec![]));
-        assert_eq!(r("daemon", &["1234"]), (1, 1, vec![1234]));
-        assert_eq!(r("app", &[]), (1000, 1000, vec![50]));
-        assert_eq!(r("app:daemon", &[]), (1000, 1, vec![]));
+        assert_eq!(r("", &[]), (0, 0, vec![0, 10]));
+        assert_eq!(r("", &["1", "1234"]), (0, 0, vec![0, 1, 10, 1234]));
+        assert_eq!(r("1234", &[]), (1234, 0, vec![0]), "numeric wins over the user named 1234 (CVE-2016-3697)");
+        assert_eq!(r("1234:1234", &[]), (1234, 1234, vec![1234]));
+        assert_eq!(r("1234", &["1234"]), (1234, 0, vec![0, 1234]));
+        assert_eq!(r("daemon", &[]), (1, 1, vec![1]));
+        assert_eq!(r("daemon", &["1234"]), (1, 1, vec![1, 1234]));
+        assert_eq!(r("app", &[]), (1000, 1000, vec![50, 1000]));
+        assert_eq!(r("app:daemon", &[]), (1000, 1, vec![1]));
         assert_eq!(resolve(root.as_fd(), "app", &[]).unwrap().home, "/home/app");
     }
 
