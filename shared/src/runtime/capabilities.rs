@@ -40,10 +40,13 @@ impl CapSet {
         CapSet::from_names(DOCKER_DEFAULT.iter().copied()).expect("known names")
     }
 
-    /// Every capability this kernel knows (`/proc/sys/kernel/cap_last_cap`).
+    /// Every capability this kernel knows (`/proc/sys/kernel/cap_last_cap`)
+    /// that ci-run itself may hand on (its own bounding set: a sandboxed
+    /// root may lack some, and asking for more would fail).
     pub fn all() -> CapSet {
         let last = last_cap();
-        CapSet(if last >= 63 { u64::MAX } else { (1u64 << (last + 1)) - 1 })
+        let known = if last >= 63 { u64::MAX } else { (1u64 << (last + 1)) - 1 };
+        CapSet(known & own_bounding().unwrap_or(u64::MAX))
     }
 
     pub fn has(self, cap: u32) -> bool {
@@ -108,6 +111,12 @@ fn parse(name: &str) -> Result<CapSet> {
         .position(|n| *n == bare)
         .map(|i| CapSet(1 << i))
         .ok_or_else(|| Error::invalid(format!("unknown capability {name:?}")).hint("names are as in capabilities(7), e.g. NET_ADMIN or CAP_SYS_TIME, or ALL"))
+}
+
+fn own_bounding() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("CapBnd:"))?;
+    u64::from_str_radix(line.trim_start_matches("CapBnd:").trim(), 16).ok()
 }
 
 fn last_cap() -> u32 {

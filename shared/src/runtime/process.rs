@@ -73,11 +73,14 @@ pub fn start(plan: &Plan, outside: impl FnOnce(i32) -> Result<()>) -> Result<std
     };
     drop(theirs);
     let mut child = Child { pid, pidfd, pty: None, user: None, exe: String::new() };
-    if let Err(e) = outside(pid).and_then(|()| ours.send(&ToChild::Go, None)) {
+    if let Err(e) = outside(pid) {
         child.kill(libc::SIGKILL);
         let _ = child.wait_status();
         return Err(e);
     }
+    // If the child already failed it has closed its end: its report is
+    // waiting in the socket, so a failed send is not the story to tell.
+    let _ = ours.send(&ToChild::Go, None);
     let mut exec_sent = false;
     loop {
         match ours.recv::<FromChild>() {

@@ -85,12 +85,11 @@ pub struct Args {
     /// Use this root filesystem directory (read-only, under a private writable layer) instead of an image
     #[arg(long, value_name = "DIR")]
     rootfs: Option<PathBuf>,
-    /// The image (reference, id, or - for an image object on stdin)
-    #[arg(value_name = "IMAGE")]
-    image: Option<String>,
-    /// The command and its arguments (default: the image's ENTRYPOINT and CMD)
-    #[arg(value_name = "COMMAND", trailing_var_arg = true, allow_hyphen_values = true)]
-    command: Vec<String>,
+    /// The image (reference, id, or - for an image object on stdin), then the
+    /// command and its arguments (default: the image's ENTRYPOINT and CMD).
+    /// Everything after the image belongs to the command.
+    #[arg(value_name = "IMAGE [COMMAND [ARG...]]", trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
 }
 
 /// docker's RAMInBytes: a number with an optional b/k/m/g/t/p suffix (powers of 1024).
@@ -165,17 +164,17 @@ impl Args {
     }
 }
 
-pub fn run(g: &GlobalOpts, mut a: Args) -> Result<i32> {
+pub fn run(g: &GlobalOpts, a: Args) -> Result<i32> {
     // Containers start from a read-only copy of this binary (CVE-2019-5736).
     runtime::exe::ensure_protected()?;
-    if a.rootfs.is_some() {
-        // With --rootfs there is no image: the first word is the command.
-        if let Some(first) = a.image.take() {
-            a.command.insert(0, first);
-        }
-    }
+    // With --rootfs there is no image: every word is the command.
+    let (image, command) = match (&a.rootfs, a.args.split_first()) {
+        (Some(_), _) => (None, a.args.clone()),
+        (None, Some((i, rest))) => (Some(i.clone()), rest.to_vec()),
+        (None, None) => (None, vec![]),
+    };
     let mut opts = a.options()?;
-    opts.command = a.command.clone();
+    opts.command = command;
     let store = g.store()?;
     let (image, image_name, layers) = match &a.rootfs {
         Some(dir) => {
@@ -186,7 +185,7 @@ pub fn run(g: &GlobalOpts, mut a: Args) -> Result<i32> {
             (None, dir.display().to_string(), vec![dir])
         }
         None => {
-            let name = a.image.clone().ok_or_else(|| Error::invalid("an IMAGE is required").hint("ci-run [OPTIONS] IMAGE [COMMAND [ARG...]]; see ci-run --help"))?;
+            let name = image.ok_or_else(|| Error::invalid("an IMAGE is required").hint("ci-run [OPTIONS] IMAGE [COMMAND [ARG...]]; see ci-run --help"))?;
             let name = expand_stdin(&[name], "image")?.into_iter().next().expect("one image");
             let img = ci_core::image::resolve(&store, &name)?;
             let layers = unpacked_layers(&store, &img)?;
