@@ -146,35 +146,54 @@ pub fn target(root: BorrowedFd, dest: &Path, dir: bool) -> Result<OwnedFd> {
 }
 
 /// `mkdir -p` (and a final empty file when `!dir`) inside `root`, each
-/// component resolved within it.
+/// component resolved within it. A dangling symlink on the way is followed
+/// the way the container would see it (its target made inside the root),
+/// as docker's securejoin does; never outside.
 fn create_in_root(root: BorrowedFd, rel: &Path, dir: bool, resolve: u64) -> Result<()> {
-    let comps: Vec<_> = rel.components().collect();
-    let mut cur = PathBuf::new();
-    for (i, c) in comps.iter().enumerate() {
-        let parent = if cur.as_os_str().is_empty() { PathBuf::from(".") } else { cur.clone() };
-        cur.push(c);
-        let last = i + 1 == comps.len();
-        match sys::openat2(root, &cur, libc::O_PATH, 0, resolve) {
-            Ok(_) => continue,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-            Err(e) => return Err(Error::io("open", Path::new("/").join(&cur), e)),
-        }
-        if last && !dir {
-            // O_CREAT through openat2: a dangling symlink is followed, inside the root.
-            sys::openat2(root, &cur, libc::O_CREAT | libc::O_WRONLY, 0o644, resolve).ctx("create", Path::new("/").join(&cur))?;
-            continue;
-        }
-        let pfd = sys::openat2(root, &parent, libc::O_PATH | libc::O_DIRECTORY, 0, resolve).ctx("open", Path::new("/").join(&parent))?;
-        let name = CString::new(c.as_os_str().as_encoded_bytes()).map_err(|_| Error::invalid("path with NUL"))?;
-        // SAFETY: valid dirfd and C string.
-        if unsafe { libc::mkdirat(pfd.as_raw_fd(), name.as_ptr(), 0o755) } < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EEXIST) {
-                return Err(Error::io("create", Path::new("/").join(&cur), e));
+    let mut todo = rel.to_path_buf();
+    let mut hops = 0;
+    'restart: loop {
+        let comps: Vec<_> = todo.components().collect();
+        let mut cur = PathBuf::new();
+        for (i, c) in comps.iter().enumerate() {
+            let parent = if cur.as_os_str().is_empty() { PathBuf::from(".") } else { cur.clone() };
+            cur.push(c);
+            let last = i + 1 == comps.len();
+            match sys::openat2(root, &cur, libc::O_PATH, 0, resolve) {
+                Ok(_) => continue,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(Error::io("open", Path::new("/").join(&cur), e)),
+            }
+            let pfd = sys::openat2(root, &parent, libc::O_PATH | libc::O_DIRECTORY, 0, resolve).ctx("open", Path::new("/").join(&parent))?;
+            let name = CString::new(c.as_os_str().as_encoded_bytes()).map_err(|_| Error::invalid("path with NUL"))?;
+            if let Ok(target) = nix::fcntl::readlinkat(pfd.as_fd(), name.as_c_str()) {
+                // A dangling symlink: go on from its target, inside the root.
+                hops += 1;
+                if hops > 40 {
+                    return Err(Error::io("resolve", Path::new("/").join(rel), std::io::Error::from_raw_os_error(libc::ELOOP)));
+                }
+                let target = PathBuf::from(target);
+                let mut next = if target.is_absolute() { target.strip_prefix("/").unwrap_or(&target).to_path_buf() } else { parent.join(target) };
+                for rest in &comps[i + 1..] {
+                    next.push(rest);
+                }
+                todo = next;
+                continue 'restart;
+            }
+            if last && !dir {
+                sys::openat2(root, &cur, libc::O_CREAT | libc::O_WRONLY, 0o644, resolve).ctx("create", Path::new("/").join(&cur))?;
+                continue;
+            }
+            // SAFETY: valid dirfd and C string.
+            if unsafe { libc::mkdirat(pfd.as_raw_fd(), name.as_ptr(), 0o755) } < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::EEXIST) {
+                    return Err(Error::io("create", Path::new("/").join(&cur), e));
+                }
             }
         }
+        return Ok(());
     }
-    Ok(())
 }
 
 /// Mount options split the way the kernel wants them: per-mount flags,
