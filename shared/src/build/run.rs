@@ -173,8 +173,9 @@ pub struct RunResult {
 pub fn run(store: &Store, lowers: Vec<PathBuf>, step: &RunStep, progress: &super::progress::Progress, log: &Path) -> Result<RunResult> {
     let lowers = if lowers.is_empty() { vec![rootfs::empty_lower(store)?] } else { lowers };
     let mut opts = RunOptions::new();
-    // docker build does not set no_new_privs: `su` and setuid helpers work in RUN.
-    opts.no_new_privileges = false;
+    // docker build leaves no_new_privs off (so `su` works in RUN), but the
+    // engine installs its seccomp filter after dropping capabilities, which
+    // the kernel allows only with no_new_privs: it stays on (the engine's default).
     opts.env = step.env.clone();
     opts.user = step.user.clone().filter(|u| !u.is_empty());
     opts.workdir = Some(step.workdir.clone());
@@ -299,8 +300,8 @@ pub fn run(store: &Store, lowers: Vec<PathBuf>, step: &RunStep, progress: &super
     let failure = match outcome {
         Ok(Outcome::Exited { code: 0, .. }) => None,
         Ok(Outcome::Exited { code, .. }) => Some(exit_error(step, code, log)),
-        Ok(Outcome::NotStarted(f)) => Some(Error::invalid(format!("{}: the command did not start: {}", step.what, f.message))),
-        Err(e) => Some(e.context(step.what.clone())),
+        Ok(Outcome::NotStarted(f)) => Some(Error::invalid(format!("the command did not start: {}", f.message))),
+        Err(e) => Some(e),
     };
     if let Some(e) = failure {
         let _ = remove(store);
@@ -332,7 +333,7 @@ fn bind(target: &str, source: &Path, opts: &[&str]) -> Mount {
 fn exit_error(step: &RunStep, code: i32, log: &Path) -> Error {
     let lines = super::progress::last_lines(log, 10);
     let status = if code > 128 { format!("killed by signal {}", code - 128) } else { format!("exit status {code}") };
-    let mut msg = format!("{} failed: {} returned {status}", step.what, runtime::spec::display_command(&step.args));
+    let mut msg = format!("the command {} returned {status}", runtime::spec::display_command(&step.args));
     if !lines.is_empty() {
         msg.push_str("\n  last output:");
         for l in lines {

@@ -159,6 +159,10 @@ impl<'a> Builder<'a> {
             }
         };
         self.progress.done();
+        // docker's frontend gives every image a PATH.
+        if !state.meta.config.env.iter().flatten().any(|e| e.starts_with("PATH=")) {
+            state.meta.config.set_env("PATH", crate::runtime::spec::DEFAULT_PATH);
+        }
         // ONBUILD triggers of the base run first, and are not inherited.
         let triggers = state.meta.config.on_build.take().unwrap_or_default();
         let mut vars = StageState::new(self.df.escape, &state.meta.config, &self.globals, &self.opts.build_args);
