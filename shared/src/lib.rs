@@ -8,6 +8,7 @@
 //! - [`object`]: the JSON objects the tools print and read (the contract).
 //! - [`cli`], [`explain`]: what every tool's command line shares.
 
+pub mod cgroups;
 pub mod cli;
 pub mod compression;
 pub mod digest;
