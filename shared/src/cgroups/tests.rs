@@ -68,6 +68,14 @@ impl Drop for TestCgroup {
     fn drop(&mut self) {
         if let Some(cg) = self.cg.take() {
             let _ = cg.kill_all(Signal::SIGKILL);
+            // Should kill_all be what is broken, still leave no process.
+            let _ = poll_until(Duration::from_secs(10), || {
+                let left = cg.procs()?;
+                for p in &left {
+                    let _ = nix::sys::signal::kill(Pid::from_raw(*p), Signal::SIGKILL);
+                }
+                Ok(left.is_empty())
+            });
             if let Err(e) = cg.remove() {
                 eprintln!("test cleanup: {e}");
             }
@@ -192,9 +200,16 @@ impl Child {
         }
         i32::from_ne_bytes(b)
     }
-    /// Wait for the workload and all it forked.
+    /// Wait for the workload and all it forked. Not a timing check: a
+    /// guard against hanging when what should have ended them is broken.
     fn wait(&mut self) -> End {
-        let s = waitpid(self.reaper, None).expect("waitpid");
+        let mut status = WaitStatus::StillAlive;
+        let ended = poll_until(Duration::from_secs(60), || {
+            status = waitpid(self.reaper, Some(nix::sys::wait::WaitPidFlag::WNOHANG)).expect("waitpid");
+            Ok(status != WaitStatus::StillAlive)
+        });
+        assert!(matches!(ended, Ok(true)), "the test process or one of its children did not end within 60 s");
+        let s = status;
         self.reaped = true;
         match s {
             WaitStatus::Exited(_, code) => End::Code(code),
