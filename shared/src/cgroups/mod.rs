@@ -113,6 +113,9 @@ pub struct CgroupMounts {
     /// per-hierarchy directories (remount it read-only afterwards).
     pub tmpfs: bool,
     pub mounts: Vec<CgroupMount>,
+    /// v1 symlinks (link, target), relative to `/sys/fs/cgroup`, for
+    /// controllers mounted together: `cpu -> cpu,cpuacct`, `cpuacct -> cpu,cpuacct`.
+    pub links: Vec<(PathBuf, PathBuf)>,
 }
 
 /// The v2 controllers a container's cgroup gets when the hierarchy has them
@@ -259,9 +262,19 @@ impl Cgroup {
     }
 
     /// Move process `pid` (all its threads) into the cgroup, everywhere.
+    ///
+    /// Cost: the first migration after a quiet spell waits for one RCU grace
+    /// period (the kernel's `cgroup_threadgroup_rwsem` switching to its slow
+    /// mode: 10-20 ms on the CI machine); the following writes take tens of
+    /// microseconds. An engine can hide it by calling this while the child
+    /// sets up its namespaces (the child only has to be in the cgroup before
+    /// `execve`). On pure v2, `clone3(CLONE_INTO_CGROUP)` with an fd of
+    /// [`Cgroup::unified_dir`] places the child at birth with no migration.
     pub fn add_process(&self, pid: i32) -> Result<()> {
         for dir in &self.dirs {
-            write(dir, "cgroup.procs", &pid.to_string())?;
+            let file = dir.join("cgroup.procs");
+            explain!(format!("put process {pid} in cgroup {}", dir.display()); format!("echo {pid} > {}", file.display()));
+            write_quiet(dir, "cgroup.procs", &pid.to_string())?;
         }
         Ok(())
     }
@@ -344,24 +357,25 @@ impl Cgroup {
                 return write(dir, "cgroup.kill", "1");
             }
         }
-        let frozen = match self.freeze() {
-            Ok(()) => true,
-            Err(e) => {
-                explain!("cannot freeze before killing ({e}); signalling without freezing");
-                false
-            }
-        };
+        let has_freezer = self.freezer().is_some();
+        let frozen = has_freezer
+            && match self.freeze() {
+                Ok(()) => true,
+                Err(e) => {
+                    explain!("could not freeze before killing ({e}); signalling anyway");
+                    false
+                }
+            };
         let rounds = if frozen || signal != Signal::SIGKILL { 1 } else { 100 };
         let res = self.signal_all(signal, rounds);
-        if frozen {
-            self.thaw()?;
-        }
-        res
+        // Thaw even after a freeze that did not complete (v1 FREEZING).
+        let thawed = if has_freezer { self.thaw() } else { Ok(()) };
+        res.and(thawed)
     }
 
     fn signal_all(&self, signal: Signal, rounds: usize) -> Result<()> {
         let mut res = Ok(());
-        for _ in 0..rounds {
+        for round in 0..rounds {
             let pids = self.procs()?;
             if pids.is_empty() {
                 break;
@@ -371,6 +385,7 @@ impl Cgroup {
                 signal.as_str().trim_start_matches("SIG"),
                 pids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ")
             ));
+            std::thread::sleep(Duration::from_micros(if round == 0 { 0 } else { 500 }));
             for pid in pids {
                 match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal) {
                     Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
@@ -422,8 +437,16 @@ impl Cgroup {
                 options: h.options.clone(),
                 host_path: dir.clone(),
             })
-            .collect();
-        CgroupMounts { tmpfs: !v2_only, mounts }
+            .collect::<Vec<CgroupMount>>();
+        let mut links = Vec::new();
+        for (h, m) in self.layout.v1.iter().zip(&mounts) {
+            for c in h.controllers.iter().filter(|c| !c.starts_with("name=")) {
+                if Path::new(c) != m.target {
+                    links.push((PathBuf::from(c), m.target.clone()));
+                }
+            }
+        }
+        CgroupMounts { tmpfs: !v2_only, mounts, links }
     }
 }
 

@@ -687,6 +687,38 @@ fn errors_name_the_file_and_the_value() {
 }
 
 #[test]
+fn mounts_of_comounted_v1_controllers() {
+    let info = "30 25 0:26 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n\
+                31 25 0:27 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n\
+                32 25 0:28 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw,nsdelegate\n";
+    let layout = Layout::parse(info, "cpu 1 1 1\ncpuacct 1 1 1\n").unwrap();
+    let m = Cgroup::at(&layout, "ci/x").mounts();
+    assert!(m.tmpfs);
+    let got: Vec<(String, &str, &str, String)> = m
+        .mounts
+        .iter()
+        .map(|m| (m.target.display().to_string(), m.fstype, m.options.as_str(), m.host_path.display().to_string()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("cpu,cpuacct".into(), "cgroup", "cpu,cpuacct", "/sys/fs/cgroup/cpu,cpuacct/ci/x".into()),
+            ("systemd".into(), "cgroup", "name=systemd", "/sys/fs/cgroup/systemd/ci/x".into()),
+            ("unified".into(), "cgroup2", "nsdelegate", "/sys/fs/cgroup/unified/ci/x".into()),
+        ]
+    );
+    assert_eq!(
+        m.links,
+        vec![(PathBuf::from("cpu"), PathBuf::from("cpu,cpuacct")), (PathBuf::from("cpuacct"), PathBuf::from("cpu,cpuacct"))]
+    );
+    // Pure v2: one cgroup2 mount at /sys/fs/cgroup itself, no tmpfs.
+    let layout = Layout::parse("25 20 0:22 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n", "").unwrap();
+    let m = Cgroup::at(&layout, "ci/x").mounts();
+    assert!(!m.tmpfs && m.links.is_empty());
+    assert_eq!(m.mounts[0].target, PathBuf::new());
+}
+
+#[test]
 fn missing_controller_refused_before_anything_is_made() {
     // A cgroup2-only layout whose root delegates nothing, in a temp dir:
     // the check happens before any mkdir, so no privilege is needed.
@@ -778,3 +810,5 @@ fn container_sees_its_own_cgroup_read_only() {
     assert!(got.iter().all(|&c| c == 0), "failed steps (codes in the test body): {got:?}");
     assert_eq!(child.wait(), End::Code(0));
 }
+
+

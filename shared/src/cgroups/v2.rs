@@ -159,6 +159,19 @@ pub fn cpu_stats(dir: &Path) -> Result<CpuStats> {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn enables_only_what_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cgroup.subtree_control");
+        std::fs::write(&file, "cpu pids\n").unwrap();
+        super::enable_controllers(dir.path(), &["cpu", "io", "memory", "pids"]).unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "+io +memory");
+        // Nothing missing: nothing written.
+        std::fs::write(&file, "cpu io memory pids\n").unwrap();
+        super::enable_controllers(dir.path(), &["cpu", "memory"]).unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "cpu io memory pids\n");
+    }
+
+    #[test]
     fn weights() {
         assert_eq!(super::shares_to_weight(2), 1);
         assert_eq!(super::shares_to_weight(1024), 39);
