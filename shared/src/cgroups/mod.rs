@@ -149,8 +149,20 @@ impl Cgroup {
         let res = cg.make_dirs(&mut made).and_then(|()| cg.apply(limits));
         if let Err(e) = res {
             // Undo: remove only what we made (the name may exist already).
-            let undo: Vec<Result<()>> = made.iter().rev().map(|d| remove_dir(d, Duration::from_millis(500))).collect();
-            let undo_errors: Vec<String> = undo.into_iter().filter_map(|r| r.err()).map(|e| e.to_string()).collect();
+            // A parent we made may meanwhile hold another container's cgroup:
+            // it is only rmdir'ed if empty, never emptied.
+            let mut undo_errors = Vec::new();
+            for d in made.iter().rev() {
+                if cg.dirs.contains(d) {
+                    if let Err(e) = remove_dir(d, Duration::from_millis(500)) {
+                        undo_errors.push(e.to_string());
+                    }
+                } else if let Err(e) = fs::remove_dir(d) {
+                    if !matches!(e.raw_os_error(), Some(libc::ENOTEMPTY | libc::EBUSY | libc::ENOENT)) {
+                        undo_errors.push(Error::io("remove cgroup", d, e).to_string());
+                    }
+                }
+            }
             return Err(if undo_errors.is_empty() {
                 e
             } else {

@@ -675,8 +675,11 @@ fn errors_name_the_file_and_the_value() {
     );
     assert!(msg.contains("hint: pids.max takes a number of processes"), "{msg}");
     assert_eq!(err.errno(), Some(libc::EINVAL));
-    // Nothing of it is left (the per-test parent stays for the guard below).
+    // Nothing of it is left, not even the parent it made.
     assert!(Cgroup::open_in(&layout, &name).unwrap().is_none(), "a failed create left {name}");
+    for h in layout.hierarchies() {
+        assert!(!h.mount_point.join(&top).exists(), "a failed create left {}", h.mount_point.join(&top).display());
+    }
     drop(TestCgroup { cg: None, top, layout });
 
     // An existing cgroup is not taken over, nor removed by the failed create.
