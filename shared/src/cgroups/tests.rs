@@ -607,6 +607,14 @@ fn freeze_and_kill_on_cgroup2() {
     let cg = TestCgroup::new_in(&layout, &Limits::default());
     start_in(&cg, &child);
     assert_eq!(cg.procs().unwrap().len(), 4);
+    // cpu.stat is in every v2 cgroup; a figure whose controller the
+    // hierarchy lacks (all of them on the hybrid CI machine) is absent, not 0.
+    let s = cg.stats().unwrap();
+    assert!(s.cpu.as_ref().is_some_and(|c| c.usage_ns > 0), "{s:?}");
+    let u = layout.unified.as_ref().unwrap();
+    assert_eq!(s.memory.is_some(), u.has("memory"), "{s:?}");
+    assert_eq!(s.pids.is_some(), u.has("pids"), "{s:?}");
+    assert_eq!(s.blkio.is_some(), u.has("io"), "{s:?}");
     cg.freeze().unwrap();
     assert_eq!(stats::keyed(&read(cg.unified_dir().unwrap(), "cgroup.events"), "frozen"), 1);
     cg.thaw().unwrap();
