@@ -39,7 +39,17 @@
 //! - [`Cgroup::freeze`] / [`Cgroup::thaw`] are `docker pause` / `unpause`.
 //! - [`Cgroup::kill_all`] freezes first so a fork bomb cannot outrun the
 //!   kill; on v2 a SIGKILL is one write to `cgroup.kill`.
-//! - [`Cgroup::remove`] needs the processes gone (and reaped by their parent).
+//! - [`Cgroup::remove`] needs the processes gone; it retries for a few
+//!   seconds while killed ones exit, then names those still inside.
+//! - [`Limits`] maps to and from the OCI spec's `linux.resources`
+//!   ([`Limits::from_oci`], [`Limits::to_oci`]), so the engine can create
+//!   the cgroup from the `config.json` it wrote. `Limits::default()` is a
+//!   plain `docker run`: no resource limit, docker's device allow list.
+//!
+//! [`Layout`] is a struct (the v1 hierarchies plus the optional cgroup2
+//! one) rather than an enum of three layouts: on every layout the question
+//! is "which hierarchy holds controller X", and the hybrid case is simply
+//! both lists non-empty. [`Layout::kind`] gives the name.
 //!
 //! Every file written is shown under `--explain` with the shell command that
 //! does the same. Errors name the file and the value and, where it helps, what
