@@ -10,6 +10,7 @@
 
 pub mod cli;
 pub mod compression;
+pub mod distribution;
 pub mod digest;
 pub mod error;
 pub mod explain;
