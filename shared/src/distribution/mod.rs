@@ -12,6 +12,7 @@
 //! - [`ingest`]: the staging area that keeps failed pulls out of the store.
 //! - [`blob_info`]: compressed forms of layers and where blobs live.
 //! - [`progress`]: bars on a terminal, lines in a pipe.
+//! - [`transfer`]: the verbs of ci-push and ci-pull, over all of the above.
 
 pub mod archive;
 pub mod auth;
@@ -25,6 +26,7 @@ pub mod pull;
 pub mod push;
 pub mod registry;
 pub mod tls;
+pub mod transfer;
 pub mod transport;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

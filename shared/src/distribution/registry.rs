@@ -42,6 +42,37 @@ fn manifest_ref(r: &Reference) -> String {
     }
 }
 
+/// The tags of a repository (`GET /v2/NAME/tags/list`, following `Link: <…>; rel="next"` pages).
+pub fn list_tags(reg: &Registry, repo: &str) -> Result<Vec<String>> {
+    #[derive(serde::Deserialize)]
+    struct Page {
+        #[serde(default)]
+        tags: Option<Vec<String>>,
+    }
+    let mut url = reg.url(&format!("/v2/{repo}/tags/list"));
+    let mut tags = Vec::new();
+    for _ in 0..1000 {
+        let resp = reg.get(url.clone(), vec![pull_scope(repo)], &[])?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            client::drain(resp);
+            return Err(Error::not_found("repository", format!("{}/{repo}", reg.host())));
+        }
+        let mut resp = client::expect(resp, &[StatusCode::OK], "GET", &url)?;
+        let next = header(&resp, "link").and_then(|l| {
+            let (target, rel) = l.split_once(';')?;
+            rel.contains("next").then(|| target.trim().trim_start_matches('<').trim_end_matches('>').to_string())
+        });
+        let body = client::read_limited(&mut resp, 16 << 20, &url)?;
+        let page: Page = serde_json::from_slice(&body).map_err(|e| Error::Corrupt(format!("{url}: not a tag list: {e}")))?;
+        tags.extend(page.tags.unwrap_or_default());
+        match next {
+            Some(n) => url = client::resolve(&url, &n),
+            None => return Ok(tags),
+        }
+    }
+    Err(Error::Corrupt(format!("{url}: the tag list does not end")))
+}
+
 /// Pulling from a repository of a registry.
 pub struct RegistrySource<'r> {
     pub reg: &'r Registry,

@@ -49,18 +49,25 @@ fn promised_hex(name: &str) -> Option<&str> {
 }
 
 /// Load every image of a `docker save` tarball into the store.
-pub fn load(store: &Store, path: &Path, progress: &Progress, jobs: usize) -> Result<Vec<Image>> {
+/// With `only`, load just the image tagged so.
+pub fn load(store: &Store, path: &Path, only: Option<&Reference>, progress: &Progress, jobs: usize) -> Result<Vec<Image>> {
     let idx = TarIndex::open(path)?;
-    load_indexed(store, &idx, progress, jobs)
+    load_indexed(store, &idx, only, progress, jobs)
 }
 
-pub fn load_indexed(store: &Store, idx: &TarIndex, progress: &Progress, jobs: usize) -> Result<Vec<Image>> {
+pub fn load_indexed(store: &Store, idx: &TarIndex, only: Option<&Reference>, progress: &Progress, jobs: usize) -> Result<Vec<Image>> {
     let what = idx.path().display().to_string();
     let bad = |why: String| Error::invalid(format!("{what}: malformed docker archive: {why}"));
     let mj = idx.read_small("manifest.json", MAX_MANIFEST)?;
-    let entries: Vec<Entry> = serde_json::from_slice(&mj).map_err(|e| bad(format!("manifest.json: {e}")))?;
+    let mut entries: Vec<Entry> = serde_json::from_slice(&mj).map_err(|e| bad(format!("manifest.json: {e}")))?;
     if entries.is_empty() {
         return Err(bad("manifest.json lists no image".into()));
+    }
+    if let Some(r) = only {
+        entries.retain(|e| e.repo_tags.iter().flatten().any(|t| Reference::parse(t).ok().as_ref() == Some(r)));
+        if entries.is_empty() {
+            return Err(Error::not_found("image", format!("{} in {what}", r.familiar())));
+        }
     }
     // Check every name before any blob is read (CVE-2014-9358, CVE-2026-50195).
     let mut plans = Vec::new();
