@@ -9,6 +9,10 @@ use ci_core::Result;
 /// The tarball may be plain, gzip, zstd or xz (recognised by content). It
 /// becomes the image's only layer, stored uncompressed.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  ci-build import --tag bb:1 rootfs.tar.gz
+  tar -C rootfs -c . | ci-build import - | ci-build tag - app:1
+  ci-build import -m nightly -t app:nightly app-rootfs.tar.zst")]
 pub struct Args {
     /// Name the new image (repeatable)
     #[arg(short = 't', long = "tag", value_name = "REF")]
