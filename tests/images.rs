@@ -288,7 +288,7 @@ fn real_readers_accept_the_store() {
     assert!(out.status.success(), "umoci stat: {}", String::from_utf8_lossy(&out.stderr));
 
     let out = Command::new("oci-image-tool")
-        .args(["validate", "--type", "imageLayout", "--ref", "docker.io/library/bb:1", layout.to_str().unwrap()])
+        .args(["validate", "--type", "image", "--ref", "name=docker.io/library/bb:1", layout.to_str().unwrap()])
         .output()
         .unwrap();
     assert!(
