@@ -117,7 +117,7 @@ impl Registry {
                     tls::certs_dir_for(host).display()
                 )));
             }
-            Err(e) if plain_ok && !matches!(e, ureq::Error::HostNotFound) => {
+            Err(e) if plain_ok && is_not_tls(&e) => {
                 let http = format!("http://{authority}");
                 match ping(&agent, &http) {
                     Ok(r) => (http, r),
@@ -421,9 +421,24 @@ fn method_op(m: &Method) -> &'static str {
     }
 }
 
+/// The TLS error behind a failed request, if that is what failed (ureq
+/// reports handshake errors either directly or inside an I/O error).
+fn tls_error(e: &ureq::Error) -> Option<&rustls::Error> {
+    match e {
+        ureq::Error::Rustls(r) => Some(r),
+        ureq::Error::Io(io) => io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
+        _ => None,
+    }
+}
+
 /// Whether a connection failed because the server's certificate is not trusted.
 fn is_certificate_error(e: &ureq::Error) -> bool {
-    matches!(e, ureq::Error::Rustls(rustls::Error::InvalidCertificate(_)) | ureq::Error::Rustls(rustls::Error::NoCertificatesPresented))
+    matches!(tls_error(e), Some(rustls::Error::InvalidCertificate(_)) | Some(rustls::Error::NoCertificatesPresented))
+}
+
+/// Whether HTTPS failed because the server speaks something else (plain HTTP).
+fn is_not_tls(e: &ureq::Error) -> bool {
+    tls_error(e).is_some() && !is_certificate_error(e)
 }
 
 /// A transport error as a one-line cause ("connection refused", "certificate ...").
@@ -433,8 +448,8 @@ pub fn net_error(op: &'static str, url: &str, e: ureq::Error) -> Error {
         ureq::Error::Io(io) => io.to_string(),
         ureq::Error::HostNotFound => "host not found (DNS)".to_string(),
         ureq::Error::Timeout(t) => format!("timed out ({t})"),
-        ureq::Error::Rustls(rustls::Error::InvalidCertificate(c)) => format!("TLS certificate not trusted: {c:?}"),
-        ureq::Error::Rustls(r) => format!("TLS: {r}"),
+        _ if is_certificate_error(&e) => format!("TLS certificate not trusted: {}", tls_error(&e).map(|r| r.to_string()).unwrap_or_default()),
+        _ if tls_error(&e).is_some() => format!("TLS: {}", tls_error(&e).map(|r| r.to_string()).unwrap_or_default()),
         other => other.to_string(),
     };
     Error::io(op, url, io::Error::other(msg))
