@@ -436,9 +436,17 @@ fn is_certificate_error(e: &ureq::Error) -> bool {
     matches!(tls_error(e), Some(rustls::Error::InvalidCertificate(_)) | Some(rustls::Error::NoCertificatesPresented))
 }
 
-/// Whether HTTPS failed because the server speaks something else (plain HTTP).
+/// Whether HTTPS failed because the server speaks something else (plain
+/// HTTP): a TLS protocol error, or a server that hangs up on the handshake.
+/// Not a refused connection, a timeout or an untrusted certificate.
 fn is_not_tls(e: &ureq::Error) -> bool {
-    tls_error(e).is_some() && !is_certificate_error(e)
+    if is_certificate_error(e) {
+        return false;
+    }
+    tls_error(e).is_some()
+        || matches!(e, ureq::Error::Protocol(_))
+        || matches!(e, ureq::Error::Io(io) if matches!(io.kind(),
+            io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::InvalidData | io::ErrorKind::BrokenPipe))
 }
 
 /// A transport error as a one-line cause ("connection refused", "certificate ...").
