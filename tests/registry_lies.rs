@@ -79,6 +79,23 @@ fn a_traversal_digest_is_refused_before_any_request_for_it() {
 }
 
 #[test]
+fn a_failed_pull_keeps_verified_blobs_for_the_next() {
+    let Some((_reg, proxy, root)) = setup() else { return };
+    let name = format!("{}/bb:1", proxy.host());
+    let before = snapshot(&root);
+    proxy.set_lies(Lies { corrupt_blobs_over: Some(4096), ..Default::default() });
+    cmd(&root, "ci-pull").args(["-j", "1", &name]).assert().failure();
+    assert_eq!(snapshot(&root), before, "the image store is unchanged");
+    // The config was verified and staged: the next pull does not fetch it again.
+    proxy.set_lies(Lies::default());
+    proxy.clear();
+    cmd(&root, "ci-pull").arg(&name).assert().success();
+    let gets = proxy.seen().iter().filter(|s| s.method == "GET" && s.target.contains("/blobs/")).count();
+    assert_eq!(gets, 1, "only the layer is fetched again: {:?}", proxy.seen());
+    assert!(std::fs::read_dir(root.path().join("distribution/incoming/images/blobs/sha256")).unwrap().next().is_none(), "staging is emptied");
+}
+
+#[test]
 fn missing_images_and_unreachable_registries() {
     let Some((reg, _proxy, root)) = setup() else { return };
     let before = snapshot(&root);

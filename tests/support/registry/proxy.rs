@@ -23,6 +23,8 @@ use base64::Engine as _;
 pub struct Lies {
     /// Flip a byte in every blob served.
     pub corrupt_blobs: bool,
+    /// Flip a byte only in blobs larger than this (layers, not configs).
+    pub corrupt_blobs_over: Option<usize>,
     /// Send only half of each blob, then close the connection.
     pub truncate_blobs: bool,
     /// A `Docker-Content-Digest` that is not the manifest's.
@@ -423,7 +425,7 @@ fn handle(req: &Request, state: &State) -> Response {
         resp = resp.header("location", l);
     }
     if is_blob_get && resp.status == 200 {
-        if lies.corrupt_blobs && !resp.body.is_empty() {
+        if (lies.corrupt_blobs || lies.corrupt_blobs_over.is_some_and(|n| resp.body.len() > n)) && !resp.body.is_empty() {
             let mid = resp.body.len() / 2;
             resp.body[mid] ^= 0xff;
         }
