@@ -497,8 +497,9 @@ pub fn expect(mut resp: Response, ok: &[StatusCode], op: &'static str, url: &str
     let detail = registry_message(&body);
     let msg = format!("the registry answered {status}{}", detail.map(|d| format!(": {d}")).unwrap_or_default());
     let e = Error::io(op, url, io::Error::other(msg));
+    let host = origin(url).split("://").nth(1).unwrap_or("HOST");
     Err(match status {
-        StatusCode::UNAUTHORIZED => e.hint("authentication required: `ci-push login HOST` (or docker login) first"),
+        StatusCode::UNAUTHORIZED => e.hint(format!("authentication required: `ci-push login {host}` (or docker login) first")),
         StatusCode::FORBIDDEN => e.hint("your account is not allowed to do this in this repository"),
         _ => e,
     })

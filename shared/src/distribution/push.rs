@@ -62,9 +62,13 @@ impl Default for PushOptions {
     }
 }
 
-/// gzip level 6 is gzip's own default (what docker and skopeo use), a
-/// good ratio at fair speed; zstd 3 is zstd's default.
-pub const GZIP_LEVEL: u32 = 6;
+/// gzip level 1: measured here on a 125 MB layer of binaries, flate2's
+/// (miniz_oxide) level 1 compresses ~10x faster than level 6 for layers
+/// ~20% larger (ratio 0.43 vs 0.36). A layer is compressed once and the
+/// result remembered, but the first push waits for it; `--compression zstd`
+/// (level 3) is as fast and smaller still, for registries and clients that
+/// read zstd. zstd 3 is zstd's own default.
+pub const GZIP_LEVEL: u32 = 1;
 pub const ZSTD_LEVEL: i32 = 3;
 
 /// The name of a compressor in the blob-info cache: its output must not change

@@ -44,7 +44,8 @@ impl TarIndex {
             Error::invalid(format!("{}: not a tar archive, or a damaged one: {}", path.display(), e.to_string().lines().next().unwrap_or("")))
         };
         let mut entries = HashMap::new();
-        for entry in archive.entries().map_err(bad)? {
+        // Seek over the data of each entry instead of reading it.
+        for entry in archive.entries_with_seek().map_err(bad)? {
             let entry = entry.map_err(bad)?;
             if entries.len() >= MAX_ENTRIES {
                 return Err(Error::invalid(format!("{}: more than {MAX_ENTRIES} entries; not an image archive", path.display())));
