@@ -106,7 +106,7 @@ impl Registry {
             .max_idle_connections_per_host(16)
             .build()
             .new_agent();
-        let authority = if host == crate::reference::DEFAULT_DOMAIN { crate::reference::DOCKER_HUB_REGISTRY } else { host };
+        let authority = authority(host);
         let https = format!("https://{authority}");
         let plain_ok = opts.insecure || tls::is_loopback(host);
         let (base, resp) = match ping(&agent, &https) {
@@ -354,6 +354,15 @@ impl Registry {
     }
 }
 
+/// Where a registry host is served: Docker Hub's `docker.io` names live on `registry-1.docker.io`.
+pub fn authority(host: &str) -> &str {
+    if host == crate::reference::DEFAULT_DOMAIN {
+        crate::reference::DOCKER_HUB_REGISTRY
+    } else {
+        host
+    }
+}
+
 fn unreachable_hint(host: &str) -> String {
     format!("is a registry running at {host}, and is the address right?")
 }
@@ -375,7 +384,7 @@ fn challenge_kind(c: &Challenge) -> u8 {
 }
 
 fn ping(agent: &Agent, base: &str) -> std::result::Result<Response, ureq::Error> {
-    explain!("GET {base}/v2/ (ping: is it a registry, and how does it authenticate?)"; format!("curl -si {base}/v2/"));
+    explain!(format!("GET {base}/v2/ (ping: is it a registry, and how does it authenticate?)"); format!("curl -si {base}/v2/"));
     agent.get(format!("{base}/v2/")).call()
 }
 
@@ -571,6 +580,15 @@ mod tests {
         assert_ne!(origin("http://127.0.0.1:5001/x"), origin("http://127.0.0.1:5000/x"));
         assert_eq!(with_query("http://h/u?_state=a", "digest=sha256:1"), "http://h/u?_state=a&digest=sha256:1");
         assert_eq!(with_query("http://h/u", "digest=sha256:1"), "http://h/u?digest=sha256:1");
+    }
+
+    #[test]
+    fn docker_hub_names_go_to_its_registry() {
+        let r = crate::reference::Reference::parse("busybox").unwrap();
+        assert_eq!(r.to_string(), "docker.io/library/busybox:latest");
+        assert_eq!(authority(r.domain()), "registry-1.docker.io");
+        assert_eq!(r.path(), "library/busybox");
+        assert_eq!(authority("127.0.0.1:5000"), "127.0.0.1:5000");
     }
 
     #[test]

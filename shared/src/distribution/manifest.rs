@@ -351,7 +351,7 @@ mod tests {
         // mediaType contradicting Content-Type.
         assert!(parse(m.as_bytes(), Some(OCI_INDEX), "m").unwrap_err().to_string().contains("contradicts"));
         // Both a manifest and an index.
-        let both = m.replacen("\"layers\"", &format!("\"manifests\":[],\"layers\""), 1);
+        let both = m.replacen("\"layers\"", "\"manifests\":[],\"layers\"", 1);
         assert!(parse(both.as_bytes(), None, "m").unwrap_err().to_string().contains("ambiguous"));
         // Traversal in a digest, negative size.
         let bad = m.replace(&format!("\"{D1}\",\"size\":3"), "\"sha256:../../../etc/passwd\",\"size\":3");

@@ -343,10 +343,7 @@ impl Dest for RegistryDest<'_> {
 
     fn put_blob(&self, d: &Digest, size: u64, data: &mut dyn Read) -> Result<()> {
         let (loc, _) = self.start_upload()?;
-        self.finish_upload(&loc, d, Body::Stream(data, Some(size))).map_err(|e| {
-            self.cancel(&loc);
-            e
-        })
+        self.finish_upload(&loc, d, Body::Stream(data, Some(size))).inspect_err(|_| self.cancel(&loc))
     }
 
     fn put_stream(&self, data: &mut dyn Read) -> Result<(Digest, u64)> {

@@ -67,9 +67,8 @@ fn system_roots() -> Result<Vec<Certificate<'static>>> {
 fn parse_certs(pem: &[u8], path: &Path) -> Result<Vec<Certificate<'static>>> {
     let mut out = Vec::new();
     for item in ureq::tls::parse_pem(pem) {
-        match item.map_err(|e| Error::invalid(format!("{}: not a PEM certificate file: {e}", path.display())))? {
-            PemItem::Certificate(c) => out.push(c),
-            _ => {}
+        if let PemItem::Certificate(c) = item.map_err(|e| Error::invalid(format!("{}: not a PEM certificate file: {e}", path.display())))? {
+            out.push(c);
         }
     }
     Ok(out)

@@ -256,7 +256,7 @@ pub fn commit(store: &Store, config: &ImageConfiguration, layers: &[Layer], tags
 
 /// Name a manifest in the index (under the images lock).
 pub fn add_to_index(store: &Store, manifest: &Digest, size: u64, tags: &[Reference]) -> Result<()> {
-    add_to_index_as(store, manifest, size, &MediaType::ImageManifest.to_string(), tags)
+    add_to_index_as(store, manifest, size, MediaType::ImageManifest.as_ref(), tags)
 }
 
 /// Name a manifest of a given media type in the index: a pulled image keeps
