@@ -13,6 +13,7 @@ pub mod build;
 pub mod cgroups;
 pub mod cli;
 pub mod compression;
+pub mod distribution;
 pub mod digest;
 pub mod dockerfile;
 pub mod dockerignore;
