@@ -41,15 +41,22 @@ pub fn repo_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("shared/ has a parent").to_path_buf()
 }
 
-/// `../shared/corpora` beside the repository, if present (always in CI).
+/// `../shared/corpora` beside the repository (always there in CI); from a
+/// git worktree elsewhere, the nearest ancestor's `shared/corpora`, or
+/// `$CITEST_CORPORA`.
 pub fn corpora_dir() -> Option<PathBuf> {
-    let dir = repo_dir().parent()?.join("shared").join("corpora");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        skip(&format!("the conformance corpora are not at {}", dir.display()));
-        None
+    if let Some(dir) = std::env::var_os("CITEST_CORPORA") {
+        return Some(PathBuf::from(dir));
     }
+    let repo = repo_dir();
+    for a in repo.ancestors().skip(1) {
+        let dir = a.join("shared").join("corpora");
+        if dir.is_dir() {
+            return Some(dir);
+        }
+    }
+    skip(&format!("the conformance corpora are not in ../shared/corpora beside {}", repo.display()));
+    None
 }
 
 /// A static busybox from the host (Debian's busybox-static), the base of
@@ -65,10 +72,23 @@ pub fn busybox() -> Option<PathBuf> {
     None
 }
 
+/// A static ELF has no PT_INTERP program header (no dynamic loader to find
+/// inside a container that has no /lib).
 fn is_static(p: &std::path::Path) -> bool {
-    // A static ELF has no PT_INTERP program header; reading the header is
-    // enough, but `ldd` is not always there, so look for the interpreter path.
-    std::fs::read(p).map(|b| !b.windows(10).any(|w| w == b"ld-linux-x")).unwrap_or(false)
+    let Ok(b) = std::fs::read(p) else { return false };
+    let u16_at = |o: usize| b.get(o..o + 2).map(|x| u16::from_le_bytes([x[0], x[1]]) as usize);
+    let u64_at = |o: usize| b.get(o..o + 8).map(|x| u64::from_le_bytes(x.try_into().unwrap()) as usize);
+    // 64-bit little-endian ELF only (what this machine runs).
+    if b.get(0..6) != Some(&[0x7f, b'E', b'L', b'F', 2, 1][..]) {
+        return false;
+    }
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38)) else {
+        return false;
+    };
+    (0..phnum).all(|i| {
+        let o = phoff + i * phentsize;
+        b.get(o..o + 4).map(|t| u32::from_le_bytes(t.try_into().unwrap()) != 3).unwrap_or(false)
+    })
 }
 
 /// A minimal root filesystem tarball made from the host's busybox:
@@ -112,4 +132,15 @@ pub fn busybox_rootfs_tar() -> Option<Vec<u8>> {
     file(&mut b, "etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n");
     file(&mut b, "etc/group", 0o644, b"root:x:0:\nnogroup:x:65534:\n");
     b.into_inner().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tells_static_from_dynamic() {
+        assert!(!super::is_static(std::path::Path::new("/bin/ls")), "/bin/ls is dynamically linked");
+        if std::path::Path::new("/bin/busybox").exists() {
+            assert!(super::is_static(std::path::Path::new("/bin/busybox")));
+        }
+    }
 }

@@ -218,3 +218,112 @@ impl Drop for TempDir {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::Digest;
+    use std::io::Write;
+
+    fn blobs_and_tmp(store: &Store) -> (usize, usize) {
+        let count = |p: PathBuf| fs::read_dir(p).map(|d| d.count()).unwrap_or(0);
+        (count(store.images_dir().join("blobs/sha256")), count(store.tmp_dir()))
+    }
+
+    #[test]
+    fn a_writer_killed_mid_write_leaves_nothing_visible() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        // A child process writes half a blob and is killed with SIGKILL.
+        let (r, w) = nix::unistd::pipe().unwrap();
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                let mut bw = store.blob_writer().unwrap();
+                bw.write_all(&vec![7u8; 4 << 20]).unwrap();
+                bw.flush().unwrap();
+                nix::unistd::write(&w, b"x").unwrap();
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                let mut b = [0u8; 1];
+                nix::unistd::read(&r, &mut b).unwrap();
+                nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL).unwrap();
+                nix::sys::wait::waitpid(child, None).unwrap();
+            }
+        }
+        assert_eq!(blobs_and_tmp(&store), (0, 0), "a partial blob became visible");
+        // And the store is usable: the same content, written fully, lands.
+        let (d, n) = store.put_blob(&vec![7u8; 4 << 20]).unwrap();
+        assert_eq!(n, 4 << 20);
+        assert_eq!(d, Digest::sha256_of(&vec![7u8; 4 << 20]));
+        assert_eq!(store.read_blob(&d).unwrap().len(), 4 << 20);
+    }
+
+    #[test]
+    fn a_wrong_digest_or_size_stores_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut w = store.blob_writer().unwrap();
+        w.write_all(b"actual bytes").unwrap();
+        let e = w.commit(Some(&Digest::sha256_of(b"claimed bytes")), None).unwrap_err();
+        assert!(e.to_string().contains("does not match its digest"), "{e}");
+        let mut w = store.blob_writer().unwrap();
+        w.write_all(b"actual bytes").unwrap();
+        let e = w.commit(Some(&Digest::sha256_of(b"actual bytes")), Some(3)).unwrap_err();
+        assert!(e.to_string().contains("declared"), "{e}");
+        assert_eq!(blobs_and_tmp(&store), (0, 0));
+    }
+
+    #[test]
+    fn corrupt_blobs_are_detected_on_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (d, _) = store.put_blob(b"{\"a\":1}").unwrap();
+        let p = store.blob_path(&d);
+        fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+        fs::write(&p, b"{\"a\":2}").unwrap();
+        assert!(store.read_blob(&d).unwrap_err().to_string().contains("corrupt"));
+    }
+
+    #[test]
+    fn concurrent_index_writers_lose_no_update() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for i in 0..10 {
+                        let _l = store.lock(LockKind::Images).unwrap();
+                        let mut idx = index::Index::load(&store.index_path()).unwrap();
+                        let d = Digest::sha256_of(format!("{t}-{i}").as_bytes());
+                        idx.add(&d, 1, "application/vnd.oci.image.manifest.v1+json", Some(&format!("x/t{t}:{i}")));
+                        idx.save(&store.index_path()).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(index::Index::load(&store.index_path()).unwrap().entries().len(), 80);
+    }
+
+    #[test]
+    fn leftovers_of_dead_owners_are_cleaned_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let live = store.temp_dir("live-").unwrap();
+        // A directory nobody holds a lock on: its owner died.
+        fs::create_dir(store.tmp_dir().join("dead-1")).unwrap();
+        Store::open(dir.path()).unwrap();
+        assert!(live.path().exists());
+        assert!(!store.tmp_dir().join("dead-1").exists());
+        let dest = dir.path().join("kept");
+        assert!(live.keep_as(&dest).unwrap());
+        assert!(dest.exists());
+        assert_eq!(blobs_and_tmp(&store).1, 0);
+    }
+}

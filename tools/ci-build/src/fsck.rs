@@ -5,6 +5,8 @@ use ci_core::Result;
 
 /// Check the store: every named image loads and every blob hashes to its name
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  ci-build fsck && echo store is healthy")]
 pub struct Args {}
 
 pub fn run(g: &GlobalOpts, _a: Args) -> Result<i32> {

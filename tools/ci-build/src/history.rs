@@ -5,6 +5,9 @@ use ci_core::Result;
 
 /// Show how an image was made, one step per line, newest first
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  ci-build history app:1
+  ci-build history --no-trunc --format json app:1")]
 pub struct Args {
     /// Do not shorten the CREATED BY column
     #[arg(long)]

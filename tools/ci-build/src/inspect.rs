@@ -7,6 +7,10 @@ use ci_core::Result;
 
 /// Show images in full: the image object with its manifest and config
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  ci-build inspect busybox:latest
+  ci-build inspect 3f2a | jq .config.config.Env
+  ci-build ls | ci-build inspect -")]
 pub struct Args {
     /// Images (reference, id or id prefix; - reads image objects from stdin)
     #[arg(required = true, value_name = "IMAGE")]

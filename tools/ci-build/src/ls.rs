@@ -7,6 +7,12 @@ use ci_core::Result;
 
 /// List images
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  ci-build ls                                   all images (a table on a terminal)
+  ci-build ls 'busy*'                           images whose repository matches
+  ci-build ls --digests --no-trunc
+  ci-build ls -q --filter dangling=true | xargs -r ci-build rm
+  ci-build ls --format json | jq -r .id")]
 pub struct Args {
     /// Only images whose name matches (a pattern such as `busy*` or `app:1.*`)
     #[arg(value_name = "REPOSITORY[:TAG]")]

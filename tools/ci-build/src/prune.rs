@@ -7,6 +7,9 @@ use ci_core::Result;
 
 /// Remove dangling images (untagged and unused), or with -a every image no container uses
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  ci-build prune                                dangling images only
+  ci-build prune -a                             every image no container uses")]
 pub struct Args {
     /// Remove every image that no container uses, not only dangling ones
     #[arg(short, long)]

@@ -11,6 +11,10 @@ use ci_core::Result;
 /// id, the image goes with all its names (several names need -f). An image
 /// that a container uses is refused; -f untags it and keeps it for the container.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  ci-build rm app:1                             remove one name
+  ci-build rm -f 3f2a                           remove the image with all its names
+  ci-build ls -q --filter dangling=true | xargs -r ci-build rm")]
 pub struct Args {
     /// Remove even if several names or containers refer to it
     #[arg(short, long)]

@@ -7,6 +7,9 @@ use ci_core::Result;
 
 /// Give an image more names
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  ci-build tag busybox:latest localhost:5000/tools/bb:1
+  ci-build import rootfs.tar | ci-build tag - app:1 app:latest")]
 pub struct Args {
     /// The image (reference, id or id prefix; - reads one image object from stdin)
     #[arg(value_name = "SOURCE")]
