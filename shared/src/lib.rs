@@ -10,8 +10,10 @@
 //! - [`cli`], [`explain`]: what every tool's command line shares.
 
 pub mod build;
+pub mod cgroups;
 pub mod cli;
 pub mod compression;
+pub mod distribution;
 pub mod digest;
 pub mod dockerfile;
 pub mod dockerignore;

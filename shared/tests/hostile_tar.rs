@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use ci_core::image::{Layer, LAYER_TAR};
 use ci_core::layer::{self, Target};
 use ci_core::store::Store;
-use ci_core::testsupport::privileged;
+use ci_core::testsupport::{corpora_dir, privileged};
 use layer_support::*;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 use serde_json::Value;
@@ -81,7 +81,7 @@ const ELSEWHERE: &[(&str, &str)] = &[
 ];
 
 fn corpus() -> Option<Vec<Value>> {
-    let path = corpus_file("hostile-tar/hostile-tar-vectors.json")?;
+    let path = corpora_dir()?.join("hostile-tar/hostile-tar-vectors.json");
     let v: Value = serde_json::from_slice(&std::fs::read(&path).expect("read the corpus")).expect("corpus is JSON");
     let cases = v["cases"].as_array().expect("cases").clone();
     assert_eq!(cases.len() as u64, v["count"].as_u64().unwrap(), "count field matches");

@@ -360,6 +360,15 @@ fn a_corrupt_blob_fails_and_leaves_no_layer() {
 
     assert_eq!(std::fs::read_dir(store.layers_dir()).unwrap().count(), 0, "no layer directory kept");
     assert_eq!(std::fs::read_dir(store.tmp_dir()).unwrap().count(), 0, "no temporary left");
+
+    // 4. A damaged cache entry (the directory without its diff/) is reported, not used.
+    let fine = put_layer(&store, &good, Compression::None, image::LAYER_TAR);
+    let dir = layer::layer_dir(&store, &fine.diff_id);
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("junk"), "x").unwrap();
+    let err = layer::ensure_unpacked(&store, &fine).unwrap_err().to_string();
+    assert!(err.contains("holds no unpacked layer"), "{err}");
+    assert_eq!(std::fs::read_dir(store.tmp_dir()).unwrap().count(), 0, "no temporary left");
 }
 
 #[test]

@@ -173,6 +173,8 @@ struct Extractor {
     declared: HashSet<(u64, u64)>,
     /// The entry being handled, for messages.
     current: String,
+    /// The parent directory of the last entry: (its name, its fd).
+    last_parent: Option<(Vec<u8>, Rc<OwnedFd>)>,
     buf: Vec<u8>,
 }
 
@@ -186,6 +188,7 @@ impl Extractor {
             created: HashSet::new(),
             declared: HashSet::new(),
             current: String::new(),
+            last_parent: None,
             buf: vec![0; COPY_BUF],
         })
     }
@@ -320,10 +323,23 @@ impl Extractor {
     }
 
     /// Open the parent directory of `name` inside the root, creating missing
-    /// directories (as tar does).
-    fn parent(&self, name: &Name) -> Result<OwnedFd> {
+    /// directories (as tar does). Entries come grouped by directory, so the
+    /// last one is kept; anything that removes or replaces an inode, or makes
+    /// a symlink, forgets it ([`Extractor::forget_parent`]), since a path may
+    /// then lead elsewhere. (A stale fd could only point at a directory that
+    /// is still inside the root, or at nothing.)
+    fn parent(&mut self, name: &Name) -> Result<Rc<OwnedFd>> {
+        if let Some((path, fd)) = &self.last_parent {
+            if path.as_slice() == name.parent() {
+                return Ok(fd.clone());
+            }
+        }
         match self.root.dir(name.parent(), true) {
-            Ok(Some(fd)) => Ok(fd),
+            Ok(Some(fd)) => {
+                let fd = Rc::new(fd);
+                self.last_parent = Some((name.parent().to_vec(), fd.clone()));
+                Ok(fd)
+            }
             Ok(None) => unreachable!("Root::dir creates missing directories"),
             Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => Err(self.invalid(format!(
                 "a parent of {name:?} is not a directory (an earlier entry made it a file)"
@@ -332,10 +348,16 @@ impl Extractor {
         }
     }
 
+    fn forget_parent(&mut self) {
+        self.last_parent = None;
+    }
+
     /// Make room for a new non-directory at `name`: whatever is there goes,
     /// without following it.
-    fn clear(&self, dir: BorrowedFd<'_>, name: &Name) -> Result<()> {
-        remove_at(dir, name.base()).map_err(|e| self.io("remove (to replace)", name.as_bytes(), e))?;
+    fn clear(&mut self, dir: BorrowedFd<'_>, name: &Name) -> Result<()> {
+        if remove_at(dir, name.base()).map_err(|e| self.io("remove (to replace)", name.as_bytes(), e))? {
+            self.forget_parent();
+        }
         Ok(())
     }
 
@@ -350,13 +372,23 @@ impl Extractor {
 
     fn file<R: Read>(&mut self, name: &Name, e: &mut tar::Entry<'_, R>, meta: &Meta) -> Result<()> {
         let dir = self.parent(name)?;
-        self.clear(dir.as_fd(), name)?;
-        let fd = openat(
-            &dir,
-            os(name.base()),
-            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(0o600),
-        )
+        let create = || {
+            openat(
+                &*dir,
+                os(name.base()),
+                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(0o600),
+            )
+        };
+        // Usually nothing is there; when something is (O_EXCL never follows
+        // a symlink), it goes first.
+        let fd = match create() {
+            Err(Errno::EEXIST) => {
+                self.clear(dir.as_fd(), name)?;
+                create()
+            }
+            r => r,
+        }
         .map_err(|err| self.io("create", name.as_bytes(), err))?;
         let mut file = File::from(fd);
         let size = e.size();
@@ -369,7 +401,11 @@ impl Extractor {
         fchmod(&file, Mode::from_bits_truncate(meta.mode)).map_err(|err| self.io("chmod", name.as_bytes(), err))?;
         self.set_xattrs_fd(&file, name, meta)?;
         futimens(&file, &meta.atime, &meta.mtime).map_err(|err| self.io("set times of", name.as_bytes(), err))?;
-        self.mark_created(dir.as_fd(), name)
+        if self.target == Target::Tree {
+            let st = nix::sys::stat::fstat(&file).map_err(|err| self.io("stat", name.as_bytes(), err))?;
+            self.created.insert((st.st_dev, st.st_ino));
+        }
+        Ok(())
     }
 
     /// Stream `size` bytes of content. Runs of zeros become holes (a 10 GiB
@@ -410,6 +446,7 @@ impl Extractor {
 
     fn dir(&mut self, name: &Name, meta: &Meta) -> Result<()> {
         let parent = self.parent(name)?;
+        let parent = &*parent;
         let base = name.base();
         match lstat_at(parent.as_fd(), base).map_err(|e| self.io("stat", name.as_bytes(), e))? {
             Some(st) if file_type(&st) == SFlag::S_IFDIR => {
@@ -420,12 +457,12 @@ impl Extractor {
             }
             Some(_) => {
                 self.clear(parent.as_fd(), name)?;
-                self.mkdir(&parent, name)?;
+                self.mkdir(parent, name)?;
             }
-            None => self.mkdir(&parent, name)?,
+            None => self.mkdir(parent, name)?,
         }
         let fd = openat(
-            &parent,
+            parent,
             os(base),
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::empty(),
@@ -465,8 +502,10 @@ impl Extractor {
         }
         let dir = self.parent(name)?;
         self.clear(dir.as_fd(), name)?;
+        // A new symlink can change where later paths lead.
+        self.forget_parent();
         // The target is stored as written; it is only ever resolved inside a root.
-        symlinkat(os(&target), &dir, os(name.base())).map_err(|err| self.io("create symlink", name.as_bytes(), err))?;
+        symlinkat(os(&target), &*dir, os(name.base())).map_err(|err| self.io("create symlink", name.as_bytes(), err))?;
         self.node_meta(&dir, name, meta, false)?;
         self.mark_created(dir.as_fd(), name)
     }
@@ -480,23 +519,22 @@ impl Extractor {
         if &target == name {
             return Ok(()); // a link to itself: nothing to do (GNU tar agrees)
         }
-        let missing = || {
-            self.invalid(format!(
-                "hardlink target {} does not exist (a hardlink must name an earlier entry of the layer)",
-                show(&raw)
-            ))
-        };
+        let missing_msg = format!(
+            "hardlink target {} does not exist (a hardlink must name an earlier entry of the layer)",
+            show(&raw)
+        );
+        let missing = |x: &Self| x.invalid(&missing_msg);
         // The target's directory is resolved inside the root; its last
         // component is not followed: a link to a symlink links the symlink.
         let tdir = match self.root.dir(target.parent(), false) {
             Ok(Some(d)) => d,
-            Ok(None) => return Err(missing()),
+            Ok(None) => return Err(missing(self)),
             // A file or a symlink loop where a directory should be: no target there either.
-            Err(err) if matches!(err.raw_os_error(), Some(libc::ENOTDIR) | Some(libc::ELOOP)) => return Err(missing()),
+            Err(err) if matches!(err.raw_os_error(), Some(libc::ENOTDIR) | Some(libc::ELOOP)) => return Err(missing(self)),
             Err(err) => return Err(self.io("open directory of hardlink target", target.as_bytes(), err)),
         };
         match lstat_at(tdir.as_fd(), target.base()).map_err(|err| self.io("stat", target.as_bytes(), err))? {
-            None => return Err(missing()),
+            None => return Err(missing(self)),
             Some(st) if file_type(&st) == SFlag::S_IFDIR => {
                 return Err(self.invalid(format!("hardlink target {} is a directory", show(&raw))))
             }
@@ -504,9 +542,9 @@ impl Extractor {
         }
         let dir = self.parent(name)?;
         self.clear(dir.as_fd(), name)?;
-        linkat(&tdir, os(target.base()), &dir, os(name.base()), AtFlags::empty()).map_err(|err| {
+        linkat(&tdir, os(target.base()), &*dir, os(name.base()), AtFlags::empty()).map_err(|err| {
             if err == Errno::ENOENT {
-                missing()
+                missing(self)
             } else {
                 self.io("create hardlink", name.as_bytes(), err)
             }
@@ -543,7 +581,7 @@ impl Extractor {
         };
         let dir = self.parent(name)?;
         self.clear(dir.as_fd(), name)?;
-        mknodat(&dir, os(name.base()), sflag, Mode::from_bits_truncate(0o600), dev)
+        mknodat(&*dir, os(name.base()), sflag, Mode::from_bits_truncate(0o600), dev)
             .map_err(|err| self.io("create device node", name.as_bytes(), err))?;
         self.node_meta(&dir, name, meta, true)?;
         self.mark_created(dir.as_fd(), name)
@@ -615,6 +653,7 @@ impl Extractor {
 
     fn whiteout(&mut self, name: &Name, victim: &[u8], meta: &Meta) -> Result<()> {
         self.stats.whiteouts += 1;
+        self.forget_parent();
         let victim_name = Name::entry(&[name.parent(), b"/", victim].concat()).map_err(|why| self.invalid(why))?;
         match self.target {
             Target::LayerDir => {
@@ -624,7 +663,7 @@ impl Extractor {
                 self.clear(dir.as_fd(), &victim_name)?;
                 whiteout::make_overlay_whiteout(dir.as_fd(), victim)
                     .map_err(|e| self.io("create whiteout", victim_name.as_bytes(), e))?;
-                fchownat(&dir, os(victim), Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid)), AtFlags::AT_SYMLINK_NOFOLLOW)
+                fchownat(&*dir, os(victim), Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid)), AtFlags::AT_SYMLINK_NOFOLLOW)
                     .map_err(|e| self.io("chown", victim_name.as_bytes(), e))?;
             }
             Target::Tree => {
@@ -645,6 +684,7 @@ impl Extractor {
 
     fn opaque(&mut self, name: &Name) -> Result<()> {
         self.stats.opaque_dirs += 1;
+        self.forget_parent();
         let parent = name.parent();
         match self.target {
             Target::LayerDir => {

@@ -219,20 +219,6 @@ pub fn tar(entries: &[Raw]) -> Vec<u8> {
     out
 }
 
-/// A file of the peers' corpora. `testsupport::corpora_dir()` looks beside
-/// the repository (`../shared/corpora`), which is right for the main
-/// checkout but not for a worktree at `/work/wt/NAME`; look at every
-/// ancestor first, then let `corpora_dir()` apply the skip policy.
-pub fn corpus_file(rel: &str) -> Option<PathBuf> {
-    for dir in Path::new(env!("CARGO_MANIFEST_DIR")).ancestors() {
-        let p = dir.join("shared/corpora").join(rel);
-        if p.is_file() {
-            return Some(p);
-        }
-    }
-    ci_core::testsupport::corpora_dir().map(|d| d.join(rel))
-}
-
 /// A name no other test (or run) uses.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
