@@ -80,6 +80,7 @@ fn setup_and_exec(plan: &Plan, chan: &Channel) -> std::result::Result<Never, Fai
         libc::umask(0);
     }
 
+    super::profile::mark("init: cloned");
     // 2. The filesystem.
     if namespaces::wants(&nss, LinuxNamespaceType::Mount) {
         mounts::make_private()?;
@@ -101,6 +102,7 @@ fn setup_and_exec(plan: &Plan, chan: &Channel) -> std::result::Result<Never, Fai
     drop(null);
     drop(root);
 
+    super::profile::mark("init: mounts done");
     // 3. The parent has put us in our cgroup: now the cgroup namespace.
     match chan.recv::<ToChild>()? {
         Some((ToChild::Go, _)) => {}
@@ -157,6 +159,7 @@ fn setup_and_exec(plan: &Plan, chan: &Channel) -> std::result::Result<Never, Fai
     drop(dir);
     drop(root);
 
+    super::profile::mark("init: pivoted, user and cwd resolved");
     // 8. No descriptor of ci-run survives the exec (the channel is already
     //    close-on-exec); then privileges.
     sys::cloexec_from(3).ctx("close_range", "(descriptors above 2)")?;
@@ -197,6 +200,7 @@ fn setup_and_exec(plan: &Plan, chan: &Channel) -> std::result::Result<Never, Fai
         sys::seccomp_set_filter(prog).ctx("install seccomp filter", "(container init)")?;
     }
     explain!(format!("execve {} — it becomes PID 1 of the container", super::spec::display_command(&args)); format!("exec {}", super::spec::display_command(&args)));
+    super::profile::mark("init: execve");
     chan.send(&FromChild::Exec { path: exe.to_string_lossy().into_owned() }, None)?;
     let argv: Vec<CString> = args.iter().map(|a| CString::new(a.as_bytes())).collect::<std::result::Result<_, _>>().map_err(|_| Error::invalid("an argument contains a NUL byte"))?;
     let envp: Vec<CString> = env.iter().map(|a| CString::new(a.as_bytes())).collect::<std::result::Result<_, _>>().map_err(|_| Error::invalid("an environment variable contains a NUL byte"))?;

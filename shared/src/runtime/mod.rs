@@ -28,6 +28,7 @@ pub mod init;
 pub mod mounts;
 pub mod namespaces;
 pub mod pivot_root;
+pub mod profile;
 pub mod process;
 pub mod pty;
 pub mod seccomp;
@@ -117,6 +118,7 @@ pub fn start_and_wait(store: &Store, mut c: Container, mut spec: oci_spec::runti
         target: c.dir.join("rootfs"),
     };
     let plan = init::Plan { spec: &spec, rootfs: &rootfs, group_add: &opts.group_add, stdin_null: !opts.interactive, seccomp: seccomp.as_deref() };
+    profile::mark("container created, seccomp compiled");
     let signals = process::catch_signals()?;
     let started = process::start(&plan, |_pid| {
         // The cgroup (limits, devices allow-list) is joined here, before the child goes on.
@@ -157,6 +159,7 @@ pub fn start_and_wait(store: &Store, mut c: Container, mut spec: oci_spec::runti
             p.set_user(user);
         }
     }
+    profile::mark("child exec'd the command");
     let recorded = process::start_time(child.pid)
         .and_then(|t| c.mark_running(child.pid, t))
         .and_then(|()| c.write_spec(&spec));
@@ -166,7 +169,10 @@ pub fn start_and_wait(store: &Store, mut c: Container, mut spec: oci_spec::runti
         let _ = finish(c, None);
         return Err(e);
     }
+    profile::mark("state recorded (running)");
     let code = child.supervise(&signals, opts.interactive);
+    profile::mark("container exited");
     let record = finish(c, code.as_ref().ok().copied())?;
+    profile::mark("record finished (removed or marked exited)");
     Ok(Outcome::Exited { code: code?, record })
 }
