@@ -5,13 +5,17 @@
 //!   with its crash-safety and locking contract.
 //! - [`digest`], [`reference`]: naming content and images.
 //! - [`image`]: images in the store and the verbs that manage them.
+//! - [`dockerfile`], [`dockerignore`]: the Dockerfile language and build-context filtering.
 //! - [`object`]: the JSON objects the tools print and read (the contract).
 //! - [`cli`], [`explain`]: what every tool's command line shares.
 
 pub mod build;
+pub mod cgroups;
 pub mod cli;
 pub mod compression;
 pub mod digest;
+pub mod dockerfile;
+pub mod dockerignore;
 pub mod error;
 pub mod explain;
 pub mod fsutil;

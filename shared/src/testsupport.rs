@@ -41,15 +41,22 @@ pub fn repo_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("shared/ has a parent").to_path_buf()
 }
 
-/// `../shared/corpora` beside the repository, if present (always in CI).
+/// `../shared/corpora` beside the repository (always there in CI); from a
+/// git worktree elsewhere, the nearest ancestor's `shared/corpora`, or
+/// `$CITEST_CORPORA`.
 pub fn corpora_dir() -> Option<PathBuf> {
-    let dir = repo_dir().parent()?.join("shared").join("corpora");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        skip(&format!("the conformance corpora are not at {}", dir.display()));
-        None
+    if let Some(dir) = std::env::var_os("CITEST_CORPORA") {
+        return Some(PathBuf::from(dir));
     }
+    let repo = repo_dir();
+    for a in repo.ancestors().skip(1) {
+        let dir = a.join("shared").join("corpora");
+        if dir.is_dir() {
+            return Some(dir);
+        }
+    }
+    skip(&format!("the conformance corpora are not in ../shared/corpora beside {}", repo.display()));
+    None
 }
 
 /// A static busybox from the host (Debian's busybox-static), the base of

@@ -8,8 +8,9 @@
 use std::io::{self, Read, Write};
 
 use crate::compression;
+use crate::dockerfile::{self, Metadata, StageState};
 use crate::error::{Error, IoContext, Result};
-use crate::image::{commit, config, Image, Layer, LAYER_TAR};
+use crate::image::{commit, commit_json, config, Image, Layer, LAYER_TAR};
 use crate::reference::Reference;
 use crate::store::{BlobWriter, LockKind, Store};
 
@@ -22,6 +23,33 @@ pub struct ImportOptions {
     pub tags: Vec<Reference>,
     /// A commit message for the history entry.
     pub message: Option<String>,
+    /// Dockerfile instructions applied to the config (`--change`), in order.
+    pub changes: Vec<String>,
+}
+
+/// The instructions `--change` accepts: those that only change the config
+/// (docker's list for `docker import --change`).
+pub const CHANGE_INSTRUCTIONS: &[&str] =
+    &["CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR"];
+
+/// Apply `--change` instructions to an empty config, as an import does;
+/// every error names the flag and the instruction.
+pub fn apply_changes(changes: &[String]) -> Result<Metadata> {
+    let mut meta = Metadata::default();
+    let mut state = StageState::for_config(&meta.config);
+    for change in changes {
+        let bad = |why: String| Error::invalid(format!("--change {change:?}: {why}"));
+        let ins = dockerfile::parse_line(change).map_err(bad)?;
+        let keyword = ins.command.keyword();
+        if !CHANGE_INSTRUCTIONS.contains(&keyword) {
+            return Err(bad(format!(
+                "{keyword} cannot be used with --change; it accepts {}",
+                CHANGE_INSTRUCTIONS.join(", ")
+            )));
+        }
+        dockerfile::apply(&mut meta, &ins.command, &mut state).map_err(bad)?;
+    }
+    Ok(meta)
 }
 
 /// Copies everything read through it into a blob.
@@ -78,13 +106,20 @@ pub fn store_layer(store: &Store, input: impl Read, source: &str) -> Result<Laye
 
 /// Import a rootfs tarball as a new image.
 pub fn import(store: &Store, input: impl Read, opts: &ImportOptions) -> Result<Image> {
+    // Check the changes before reading anything: a bad one stores nothing.
+    let meta = apply_changes(&opts.changes)?;
     // Keep garbage collection away until the new blobs are named in the index.
     let _gc = store.lock_shared(LockKind::Gc)?;
     let layer = store_layer(store, input, &opts.source)?;
     let created = config::created_now()?;
     let comment = opts.message.clone().unwrap_or_else(|| format!("Imported from {}", opts.source));
     let cfg = config::new_config(vec![layer.diff_id.to_string()], vec![(String::new(), comment)], &created);
-    commit(store, &cfg, &[layer], &opts.tags)
+    if opts.changes.is_empty() {
+        return commit(store, &cfg, &[layer], &opts.tags);
+    }
+    let mut doc = serde_json::to_value(&cfg).expect("config serialises");
+    meta.store_in(&mut doc);
+    commit_json(store, &serde_json::to_vec(&doc).expect("config serialises"), &[layer], &opts.tags)
 }
 
 /// Open the import source: a file path, or `-` for stdin.

@@ -34,6 +34,9 @@ pub struct Image {
     pub manifest_size: u64,
     pub manifest: ImageManifest,
     pub config: ImageConfiguration,
+    /// The config exactly as stored. oci-spec's type drops docker's fields
+    /// (Healthcheck, OnBuild, Shell...); inspect shows this one.
+    pub config_json: serde_json::Value,
     pub refs: Vec<Reference>,
 }
 
@@ -57,12 +60,14 @@ impl Image {
         let config_data = store.read_blob(&id)?;
         let config: ImageConfiguration = serde_json::from_slice(&config_data)
             .map_err(|e| Error::Corrupt(format!("config {id} is not a valid OCI image config: {e}")))?;
+        let config_json = serde_json::from_slice(&config_data).expect("parsed as a config just above");
         Ok(Image {
             id,
             manifest_digest: manifest_digest.clone(),
             manifest_size: data.len() as u64,
             manifest,
             config,
+            config_json,
             refs: Vec::new(),
         })
     }
@@ -119,7 +124,7 @@ impl Image {
             size: self.size(),
             created: self.created(),
             manifest: documents.then(|| serde_json::to_value(&self.manifest).expect("serialisable")),
-            config: documents.then(|| serde_json::to_value(&self.config).expect("serialisable")),
+            config: documents.then(|| self.config_json.clone()),
         }
     }
 }
@@ -219,8 +224,16 @@ pub fn describe(img: &Image) -> String {
 /// Write config and manifest for a new image, and add it to the index
 /// under `tags` (or untagged). Layer blobs must already be in the store.
 pub fn commit(store: &Store, config: &ImageConfiguration, layers: &[Layer], tags: &[Reference]) -> Result<Image> {
-    let config_json = serde_json::to_vec(config).expect("config serialises");
-    let (config_digest, config_size) = store.put_blob(&config_json)?;
+    commit_json(store, &serde_json::to_vec(config).expect("config serialises"), layers, tags)
+}
+
+/// [`commit`] with the config already serialised: for configs that carry
+/// docker's fields, which oci-spec's type cannot hold (see
+/// `dockerfile::config`). The JSON must be a valid OCI image config.
+pub fn commit_json(store: &Store, config_json: &[u8], layers: &[Layer], tags: &[Reference]) -> Result<Image> {
+    serde_json::from_slice::<ImageConfiguration>(config_json)
+        .map_err(|e| Error::invalid(format!("refusing to store an invalid image config: {e}")))?;
+    let (config_digest, config_size) = store.put_blob(config_json)?;
     let layer_descs = layers
         .iter()
         .map(|l| {
