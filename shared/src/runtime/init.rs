@@ -40,6 +40,8 @@ pub struct Plan<'a> {
     pub stdin_null: bool,
     /// The compiled seccomp filter, if any.
     pub seccomp: Option<&'a [libc::sock_filter]>,
+    /// What to mount at /sys/fs/cgroup (read-only), once in the cgroup namespace.
+    pub cgroup_mounts: Option<crate::cgroups::CgroupMounts>,
 }
 
 /// A failed step: the message for the user and ci-run's exit status.
@@ -110,6 +112,11 @@ fn setup_and_exec(plan: &Plan, chan: &Channel) -> std::result::Result<Never, Fai
     }
     if namespaces::wants(&nss, LinuxNamespaceType::Cgroup) {
         namespaces::unshare_cgroup()?;
+        if let Some(cm) = &plan.cgroup_mounts {
+            let root = nix::fcntl::open(rootfs_path, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+                .ctx("open", rootfs_path)?;
+            mounts::mount_cgroups(root.as_fd(), cm)?;
+        }
     }
 
     // 4. The switch of root, and the hostname.
