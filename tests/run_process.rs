@@ -25,12 +25,12 @@ fn exit_statuses_pass_through() {
     let dir = b.run(&["--rm"], &["/etc"]);
     assert_eq!(code(&dir), 126);
     // Killed by SIGKILL (from outside: PID 1 cannot be killed from inside its own namespace).
-    let mut child = b.command(&b.rootfs, &["--rm"], &["sh", "-c", "echo up; exec sleep 100"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = Running(b.command(&b.rootfs, &["--rm"], &["sh", "-c", "echo up; exec sleep 100"]).stdout(Stdio::piped()).spawn().unwrap());
     let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(b.containers()[0].join("state.json")).unwrap()).unwrap();
+    BufReader::new(child.0.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let state: serde_json::Value = serde_json::from_slice(&wait_for_file(&b.containers()[0].join("state.json"))).unwrap();
     unsafe { libc::kill(state["pid"].as_i64().unwrap() as i32, libc::SIGKILL) };
-    assert_eq!(child.wait().unwrap().code(), Some(137));
+    assert_eq!(child.0.wait().unwrap().code(), Some(137));
     let bad = b.run(&["--rm", "--user", "nosuchuser"], &["true"]);
     assert_eq!(code(&bad), 125);
     assert!(text(&bad.stderr).contains("unable to find user nosuchuser"), "{}", text(&bad.stderr));
@@ -49,12 +49,12 @@ fn signals_are_forwarded_to_pid_1() {
             _ => "USR1",
         };
         let script = format!("trap 'exit {exit}' {name}; echo ready; while :; do sleep 0.05; done");
-        let mut child = b.command(&b.rootfs, &["--rm"], &["sh", "-c", &script]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = Running(b.command(&b.rootfs, &["--rm"], &["sh", "-c", &script]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap());
         let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(child.0.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
         assert_eq!(line.trim(), "ready");
-        unsafe { libc::kill(child.id() as i32, sig) };
-        let status = child.wait().unwrap();
+        unsafe { libc::kill(child.0.id() as i32, sig) };
+        let status = child.0.wait().unwrap();
         assert_eq!(status.code(), Some(exit), "SIG{name}");
     }
     assert!(b.containers().is_empty());
@@ -187,20 +187,29 @@ fn proc_self_exe_cannot_reach_the_host_binary() {
     let out = b.run_in(&r, &["--rm"], &["sh", "-c", "for p in /proc/[0-9]*; do readlink $p/exe; echo x >> $p/exe 2>/dev/null && echo WROTE $p; done"]);
     assert!(!text(&out.stdout).contains("WROTE"), "{}", text(&out.stdout));
     // While a container runs, ci-run's own binary is not writable through /proc/PID/exe.
-    let mut child = b.command(&b.rootfs, &["--rm"], &["sh", "-c", "echo up; read x"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = Running(b.command(&b.rootfs, &["--rm", "-i"], &["sh", "-c", "echo up; read x"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap());
     let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.0.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
     // The attack: hold the running binary open, wait until it exits (no more
     // ETXTBSY), then reopen it for writing through the held descriptor.
-    let exe = format!("/proc/{}/exe", child.id());
+    let exe = format!("/proc/{}/exe", child.0.id());
     let held = std::fs::File::open(&exe).unwrap();
     let st = nix::sys::statvfs::fstatvfs(&held).unwrap();
     assert!(st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY), "ci-run runs from a read-only mount");
-    drop(child.stdin.take());
-    child.wait().unwrap();
+    drop(child.0.stdin.take());
+    child.0.wait().unwrap();
     let again = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&held));
-    let err = std::fs::OpenOptions::new().write(true).open(&again).unwrap_err();
-    assert_eq!(err.raw_os_error(), Some(libc::EROFS), "reopening ci-run for writing: {err}");
+    // Other tests may be running ci-run at this moment (the same inode: ETXTBSY
+    // comes first); the lasting refusal is EROFS. Never may it open.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let err = std::fs::OpenOptions::new().write(true).open(&again).expect_err("ci-run's binary opened for writing from a container's view");
+        match err.raw_os_error() {
+            Some(libc::EROFS) => break,
+            Some(libc::ETXTBSY) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => panic!("reopening ci-run for writing: {err}"),
+        }
+    }
     assert_eq!(std::fs::read(&bin).unwrap(), before, "ci-run on the host is unchanged");
 }
 
@@ -222,7 +231,7 @@ fn terminal_echo_and_ctrl_c() {
                 Ok(())
             });
         }
-        let mut child = c.spawn().unwrap();
+        let mut child = Running(c.spawn().unwrap());
         drop(slave);
         let mut master = std::fs::File::from(pty.master);
         let mut seen = String::new();
@@ -243,7 +252,7 @@ fn terminal_echo_and_ctrl_c() {
             master.write_all(inp).unwrap();
             wait_for(expect[i + 1], &mut master, &mut seen);
         }
-        let status = child.wait().unwrap();
+        let status = child.0.wait().unwrap();
         (seen, status.code().unwrap_or(-1))
     };
     // A shell that reads a line: the echo of what we type, then its output.

@@ -86,3 +86,29 @@ pub fn text(b: &[u8]) -> String {
 pub fn code(o: &Output) -> i32 {
     o.status.code().unwrap_or(-1)
 }
+
+/// A running ci-run that is killed (and reaped) if the test fails first.
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Wait (bounded) for a file to appear.
+pub fn wait_for_file(p: &Path) -> Vec<u8> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Ok(d) = std::fs::read(p) {
+            if !d.is_empty() {
+                return d;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "{} did not appear", p.display());
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}

@@ -15,7 +15,10 @@
 //! or empties a record, which readers skip and `rm` cleans up. The start
 //! path thus costs no disk flush. `state.json` describes a live process and
 //! is meaningless after a reboot: the boot id in it tells (it would belong
-//! under /run; it lives here until the lifecycle issue moves it).
+//! under /run; it lives here until the lifecycle issue moves it). A
+//! container is running while state.json exists and its pid still has the
+//! recorded start time (see [`Container::run_state`]); container.json is
+//! rewritten when it exits, so the start path writes one file.
 //!
 //! Names are unique: creation checks and writes under the Containers lock.
 
@@ -79,6 +82,7 @@ pub struct RunState {
     pub pid_start_time: u64,
     /// /proc/sys/kernel/random/boot_id when it started: a reboot shows as a different value.
     pub boot_id: String,
+    pub started_at: String,
 }
 
 /// A container's place in the store.
@@ -275,13 +279,24 @@ impl Container {
         write_json(&self.dir.join("container.json"), &self.record)
     }
 
-    /// Record the running process (state.json) and the state change.
+    /// Record the running process: state.json alone (one small write on the
+    /// start path). While it exists and its pid has the recorded start time,
+    /// the container is running, whatever container.json still says.
     pub fn mark_running(&mut self, pid: i32, pid_start_time: u64) -> Result<()> {
         let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default();
-        write_json(&self.dir.join("state.json"), &RunState { pid, pid_start_time, boot_id })?;
+        let started_at = now_rfc3339();
+        write_json(&self.dir.join("state.json"), &RunState { pid, pid_start_time, boot_id, started_at: started_at.clone() })?;
         self.record.state = Status::Running;
-        self.record.started_at = Some(now_rfc3339());
-        self.save()
+        self.record.started_at = Some(started_at);
+        Ok(())
+    }
+
+    /// The live state, if the container's process is (still) running.
+    pub fn run_state(&self) -> Option<RunState> {
+        let s: RunState = serde_json::from_slice(&std::fs::read(self.dir.join("state.json")).ok()?).ok()?;
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default();
+        let alive = s.boot_id == boot && super::process::start_time(s.pid).ok() == Some(s.pid_start_time);
+        alive.then_some(s)
     }
 
     pub fn mark_exited(&mut self, code: Option<i32>) -> Result<()> {

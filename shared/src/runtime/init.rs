@@ -40,6 +40,8 @@ pub struct Plan<'a> {
     pub stdin_null: bool,
     /// The compiled seccomp filter, if any.
     pub seccomp: Option<&'a [libc::sock_filter]>,
+    /// What to mount at /sys/fs/cgroup (read-only), once in the cgroup namespace.
+    pub cgroup_mounts: Option<crate::cgroups::CgroupMounts>,
 }
 
 /// A failed step: the message for the user and ci-run's exit status.
@@ -80,6 +82,7 @@ fn setup_and_exec(plan: &Plan, chan: &Channel) -> std::result::Result<Never, Fai
         libc::umask(0);
     }
 
+    super::profile::mark("init: cloned");
     // 2. The filesystem.
     if namespaces::wants(&nss, LinuxNamespaceType::Mount) {
         mounts::make_private()?;
@@ -101,6 +104,7 @@ fn setup_and_exec(plan: &Plan, chan: &Channel) -> std::result::Result<Never, Fai
     drop(null);
     drop(root);
 
+    super::profile::mark("init: mounts done");
     // 3. The parent has put us in our cgroup: now the cgroup namespace.
     match chan.recv::<ToChild>()? {
         Some((ToChild::Go, _)) => {}
@@ -108,6 +112,11 @@ fn setup_and_exec(plan: &Plan, chan: &Channel) -> std::result::Result<Never, Fai
     }
     if namespaces::wants(&nss, LinuxNamespaceType::Cgroup) {
         namespaces::unshare_cgroup()?;
+        if let Some(cm) = &plan.cgroup_mounts {
+            let root = nix::fcntl::open(rootfs_path, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+                .ctx("open", rootfs_path)?;
+            mounts::mount_cgroups(root.as_fd(), cm)?;
+        }
     }
 
     // 4. The switch of root, and the hostname.
@@ -157,6 +166,7 @@ fn setup_and_exec(plan: &Plan, chan: &Channel) -> std::result::Result<Never, Fai
     drop(dir);
     drop(root);
 
+    super::profile::mark("init: pivoted, user and cwd resolved");
     // 8. No descriptor of ci-run survives the exec (the channel is already
     //    close-on-exec); then privileges.
     sys::cloexec_from(3).ctx("close_range", "(descriptors above 2)")?;
@@ -197,6 +207,7 @@ fn setup_and_exec(plan: &Plan, chan: &Channel) -> std::result::Result<Never, Fai
         sys::seccomp_set_filter(prog).ctx("install seccomp filter", "(container init)")?;
     }
     explain!(format!("execve {} — it becomes PID 1 of the container", super::spec::display_command(&args)); format!("exec {}", super::spec::display_command(&args)));
+    super::profile::mark("init: execve");
     chan.send(&FromChild::Exec { path: exe.to_string_lossy().into_owned() }, None)?;
     let argv: Vec<CString> = args.iter().map(|a| CString::new(a.as_bytes())).collect::<std::result::Result<_, _>>().map_err(|_| Error::invalid("an argument contains a NUL byte"))?;
     let envp: Vec<CString> = env.iter().map(|a| CString::new(a.as_bytes())).collect::<std::result::Result<_, _>>().map_err(|_| Error::invalid("an environment variable contains a NUL byte"))?;

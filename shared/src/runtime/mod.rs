@@ -28,6 +28,7 @@ pub mod init;
 pub mod mounts;
 pub mod namespaces;
 pub mod pivot_root;
+pub mod profile;
 pub mod process;
 pub mod pty;
 pub mod seccomp;
@@ -116,11 +117,47 @@ pub fn start_and_wait(store: &Store, mut c: Container, mut spec: oci_spec::runti
         work: c.dir.join("work"),
         target: c.dir.join("rootfs"),
     };
-    let plan = init::Plan { spec: &spec, rootfs: &rootfs, group_add: &opts.group_add, stdin_null: !opts.interactive, seccomp: seccomp.as_deref() };
+    profile::mark("container created, seccomp compiled");
+    // The cgroup: made from the spec's linux.resources, joined by the child
+    // before it goes on, removed with the container's process.
+    let cgroup = match spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+        Some(r) => {
+            let limits = crate::cgroups::Limits::from_oci(r)?;
+            let path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()).unwrap_or_else(|| PathBuf::from(format!("ci/{}", c.id())));
+            match crate::cgroups::Cgroup::create(&path.to_string_lossy(), &limits) {
+                Ok(cg) => Some(cg),
+                Err(e) => {
+                    if opts.remove {
+                        let _ = c.remove(store);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        None => None,
+    };
+    let remove_cgroup = |cg: Option<crate::cgroups::Cgroup>| -> Result<()> {
+        match cg {
+            Some(cg) => {
+                let _ = cg.kill_all(nix::sys::signal::Signal::SIGKILL);
+                cg.remove()
+            }
+            None => Ok(()),
+        }
+    };
+    profile::mark("cgroup created");
+    let plan = init::Plan {
+        spec: &spec,
+        rootfs: &rootfs,
+        group_add: &opts.group_add,
+        stdin_null: !opts.interactive,
+        seccomp: seccomp.as_deref(),
+        cgroup_mounts: cgroup.as_ref().map(|cg| cg.mounts()),
+    };
     let signals = process::catch_signals()?;
-    let started = process::start(&plan, |_pid| {
-        // The cgroup (limits, devices allow-list) is joined here, before the child goes on.
-        Ok(())
+    let started = process::start(&plan, |pid| match &cgroup {
+        Some(cg) => cg.add_process(pid),
+        None => Ok(()),
     });
     let finish = |c: Container, code: Option<i32>| -> Result<Record> {
         let mut c = c;
@@ -136,12 +173,14 @@ pub fn start_and_wait(store: &Store, mut c: Container, mut spec: oci_spec::runti
     let mut child = match started {
         Ok(Ok(child)) => child,
         Ok(Err(failure)) => {
+            remove_cgroup(cgroup)?;
             if opts.remove {
                 let _ = c.remove(store);
             }
             return Ok(Outcome::NotStarted(failure));
         }
         Err(e) => {
+            let _ = remove_cgroup(cgroup);
             if opts.remove {
                 let _ = c.remove(store);
             }
@@ -157,16 +196,23 @@ pub fn start_and_wait(store: &Store, mut c: Container, mut spec: oci_spec::runti
             p.set_user(user);
         }
     }
+    profile::mark("child exec'd the command");
     let recorded = process::start_time(child.pid)
         .and_then(|t| c.mark_running(child.pid, t))
         .and_then(|()| c.write_spec(&spec));
     if let Err(e) = recorded {
         child.kill(libc::SIGKILL);
         let _ = child.wait_status();
+        let _ = remove_cgroup(cgroup);
         let _ = finish(c, None);
         return Err(e);
     }
+    profile::mark("state recorded (running)");
     let code = child.supervise(&signals, opts.interactive);
+    profile::mark("container exited");
+    let removed = remove_cgroup(cgroup);
     let record = finish(c, code.as_ref().ok().copied())?;
+    removed?;
+    profile::mark("record finished (removed or marked exited)");
     Ok(Outcome::Exited { code: code?, record })
 }

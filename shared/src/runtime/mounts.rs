@@ -425,6 +425,64 @@ pub fn readonly_paths(root: BorrowedFd, paths: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The container's own cgroup at /sys/fs/cgroup, read-only (mounted after
+/// the cgroup namespace is entered, so each hierarchy is rooted at the
+/// container's cgroup). On v1 (and hybrid) a tmpfs holds one directory per
+/// hierarchy; it is made read-only too (CVE-2022-0492, GHSA-m8cg-xc2p-r3fc).
+pub fn mount_cgroups(root: BorrowedFd, cm: &crate::cgroups::CgroupMounts) -> Result<()> {
+    let base = Path::new("/sys/fs/cgroup");
+    let base_fd = target(root, base, true)?;
+    let ro = sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC;
+    let tmpfs = if cm.tmpfs {
+        explain!("mount a tmpfs at /sys/fs/cgroup for the cgroup hierarchies"; "mount -t tmpfs -o mode=755 tmpfs /sys/fs/cgroup");
+        let fs = sys::fsopen("tmpfs").ctx("open filesystem type", "tmpfs")?;
+        sys::fsconfig_set(fs.as_fd(), "mode", Some("755")).ctx("tmpfs option mode=755 for", base)?;
+        let mnt = sys::fs_create_mount(fs.as_fd(), sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC).ctx("mount tmpfs on", base)?;
+        sys::move_mount_fd(mnt.as_fd(), base_fd.as_fd()).ctx("attach tmpfs at", base)?;
+        Some(mnt)
+    } else {
+        None
+    };
+    for m in &cm.mounts {
+        let dest = base.join(&m.target);
+        explain!(format!("mount the container's {} hierarchy {} read-only at {}", m.fstype, m.options, dest.display()); format!("mount -t {} -o ro,nosuid,nodev,noexec,{} {} {}", m.fstype, m.options, m.fstype, dest.display()));
+        let tgt = target(root, &dest, true)?;
+        let fs = sys::fsopen(m.fstype).ctx("open filesystem type", m.fstype)?;
+        for opt in m.options.split(',').filter(|o| !o.is_empty()) {
+            let (k, v) = match opt.split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None => (opt, None),
+            };
+            sys::fsconfig_set(fs.as_fd(), k, v).map_err(|e| {
+                let why = sys::fs_error_log(fs.as_fd()).map(|m| format!(" ({m})")).unwrap_or_default();
+                Error::io("set cgroup option", opt, e).context(format!("mount {} on {}{why}", m.fstype, dest.display()))
+            })?;
+        }
+        let mnt = sys::fs_create_mount(fs.as_fd(), ro).map_err(|e| {
+            let why = sys::fs_error_log(fs.as_fd()).map(|m| format!(" ({m})")).unwrap_or_default();
+            Error::io("mount", &dest, e).context(format!("cgroup hierarchy {}{why}", m.options))
+        })?;
+        sys::move_mount_fd(mnt.as_fd(), tgt.as_fd()).ctx("attach cgroup at", &dest)?;
+    }
+    for (link, to) in &cm.links {
+        let l = base.join(link);
+        let parent = target(root, base, true)?;
+        let name = CString::new(l.file_name().unwrap_or_default().as_encoded_bytes()).map_err(|_| Error::invalid("NUL in link"))?;
+        let t = CString::new(to.as_os_str().as_encoded_bytes()).map_err(|_| Error::invalid("NUL in link"))?;
+        // SAFETY: valid dirfd and C strings.
+        if unsafe { libc::symlinkat(t.as_ptr(), parent.as_raw_fd(), name.as_ptr()) } < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EEXIST) {
+                return Err(Error::io("symlink", &l, e));
+            }
+        }
+    }
+    if let Some(mnt) = tmpfs {
+        sys::mount_setattr(mnt.as_fd(), false, sys::MOUNT_ATTR_RDONLY, 0, 0).ctx("make read-only", base)?;
+    }
+    Ok(())
+}
+
 /// `--read-only`: the root becomes read-only (after everything is mounted on it).
 pub fn root_readonly() -> Result<()> {
     explain!("make the root filesystem read-only (--read-only)"; "mount -o remount,bind,ro /");

@@ -72,6 +72,7 @@ pub fn start(plan: &Plan, outside: impl FnOnce(i32) -> Result<()>) -> Result<std
         init::run(plan, theirs);
     };
     drop(theirs);
+    super::profile::mark("cloned");
     let mut child = Child { pid, pidfd, pty: None, user: None, exe: String::new() };
     if let Err(e) = outside(pid) {
         child.kill(libc::SIGKILL);

@@ -273,6 +273,21 @@ pub fn build(image: &ImageConfiguration, opts: &RunOptions, env_user: &[String],
         linux = linux.seccomp(seccomp::docker_default(caps));
     }
     let devices = opts.devices.iter().map(device_from_host).collect::<Result<Vec<_>>>()?;
+    // The cgroup: limits, and the devices it may open (docker's list plus --device).
+    let mut rules = if opts.privileged { vec![crate::cgroups::DeviceRule::allow_all()] } else { crate::cgroups::default_devices() };
+    for (req, d) in opts.devices.iter().zip(&devices) {
+        let kind = if d.typ() == LinuxDeviceType::B { crate::cgroups::DeviceKind::Block } else { crate::cgroups::DeviceKind::Char };
+        rules.push(crate::cgroups::DeviceRule::allow(kind, Some(d.major() as u32), Some(d.minor() as u32), &req.permissions)?);
+    }
+    let limits = crate::cgroups::Limits {
+        memory: opts.memory.map(|m| m as u64),
+        cpus: opts.cpus,
+        pids: opts.pids_limit,
+        devices: rules,
+        ..crate::cgroups::Limits::default()
+    };
+    limits.validate()?;
+    linux = linux.resources(limits.to_oci()).cgroups_path(PathBuf::from(format!("ci/{}", who.id)));
     if !devices.is_empty() {
         linux = linux.devices(devices);
     }

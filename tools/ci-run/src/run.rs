@@ -165,8 +165,10 @@ impl Args {
 }
 
 pub fn run(g: &GlobalOpts, a: Args) -> Result<i32> {
+    runtime::profile::begin();
     // Containers start from a read-only copy of this binary (CVE-2019-5736).
     runtime::exe::ensure_protected()?;
+    runtime::profile::mark("running from the read-only copy");
     // With --rootfs there is no image: every word is the command.
     let (image, command) = match (&a.rootfs, a.args.split_first()) {
         (Some(_), _) => (None, a.args.clone()),
@@ -192,6 +194,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> Result<i32> {
             (Some(img), name, layers)
         }
     };
+    runtime::profile::mark("image and layers ready");
     let (c, spec) = runtime::create(&store, image.as_ref(), &image_name, layers, &opts)?;
     match runtime::start_and_wait(&store, c, spec, &opts)? {
         Outcome::Exited { code, .. } => Ok(code),
