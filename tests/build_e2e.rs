@@ -21,7 +21,7 @@ fn copy_run_env_workdir_user() {
         &root,
         "app",
         &[
-            ("Dockerfile", "FROM bb:1\nENV GREETING=hello NAME=\"the world\"\nWORKDIR /srv\nWORKDIR app\nCOPY src/ ./\nRUN echo \"$GREETING, $NAME from $(pwd)\" > out.txt && rm old.txt\nUSER nobody\nRUN id -u > /tmp/uid\nCMD [\"cat\", \"out.txt\"]\n"),
+            ("Dockerfile", "FROM bb:1\nENV GREETING=hello NAME=\"the world\"\nWORKDIR /srv\nWORKDIR app\nCOPY src/ ./\nRUN echo \"$GREETING, $NAME from $(pwd)\" > out.txt && rm old.txt\nRUN mkdir -m 1777 /tmp\nUSER nobody\nRUN id -u > /tmp/uid\nCMD [\"cat\", \"out.txt\"]\n"),
             ("src/a.txt", "a\n"),
             ("src/old.txt", "to be deleted by RUN\n"),
             ("src/sub/b.txt", "b\n"),
@@ -212,7 +212,7 @@ fn reproducible_digests_under_source_date_epoch() {
     let mut ids = Vec::new();
     for _ in 0..2 {
         let root = TestRoot::new();
-        if busybox_base(&root).is_none() {
+        if busybox_base_env(&root, &[("SOURCE_DATE_EPOCH", "1700000000")]).is_none() {
             return;
         }
         let ctx = context(&root, "repro", &[("Dockerfile", "FROM bb:1\nCOPY f /f\nRUN echo made > /made && mkdir -p /var/x && touch /var/x/y\n"), ("f", "same\n")]);
@@ -380,7 +380,8 @@ fn real_tools_read_the_image() {
         let o = std::process::Command::new("skopeo").arg("inspect").arg(format!("oci:{}:localhost/interop:1", layout.display())).output().unwrap();
         assert!(o.status.success(), "skopeo inspect: {}", String::from_utf8_lossy(&o.stderr));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        assert_eq!(v["Layers"].as_array().unwrap().len(), 3);
+        let ours = config(&root, "localhost/interop:1")["rootfs"]["diff_ids"].as_array().unwrap().len();
+        assert_eq!(v["Layers"].as_array().unwrap().len(), ours);
     } else {
         skip("skopeo is not installed");
     }

@@ -46,11 +46,12 @@ impl Out {
         v[0]["id"].as_str().unwrap().to_string()
     }
 
-    /// How many steps were CACHED, and how many ran (DONE), excluding FROM and the export.
+    /// How many steps were CACHED and how many ran (the build's summary line).
     pub fn counts(&self) -> (usize, usize) {
-        let cached = self.stderr.lines().filter(|l| l.ends_with(" CACHED")).count();
-        let done = self.stderr.lines().filter(|l| l.contains(" DONE ")).count();
-        (cached, done)
+        let l = self.stderr.lines().find(|l| l.starts_with("built ")).unwrap_or_else(|| panic!("no summary in:\n{}", self.stderr));
+        let inner = l.split_once(" (").unwrap().1;
+        let nums: Vec<usize> = inner.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).map(|s| s.parse().unwrap()).collect();
+        (nums[1], nums[0])
     }
 
     /// Whether the step whose line contains `text` was CACHED.
@@ -92,13 +93,20 @@ pub fn build_ok(root: &TestRoot, ctx: &Path, args: &[&str]) -> Out {
 
 /// A busybox base image `bb:1` built the DESIGN card's way, with a Dockerfile.
 pub fn busybox_base(root: &TestRoot) -> Option<()> {
+    busybox_base_env(root, &[])
+}
+
+pub fn busybox_base_env(root: &TestRoot, env: &[(&str, &str)]) -> Option<()> {
     let bb = busybox()?;
     let dir = root.path().join("ctx").join("busybox-base");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(&bb, dir.join("busybox")).unwrap();
     set_old(&dir.join("busybox"));
-    write(&dir, "Dockerfile", "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\",\"--install\",\"-s\",\"/bin\"]\n");
-    build_ok(root, &dir, &["-t", "bb:1"]);
+    write(&dir, "passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n");
+    write(&dir, "group", "root:x:0:\nnogroup:x:65534:\n");
+    write(&dir, "Dockerfile", "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\",\"--install\",\"-s\",\"/bin\"]\nCOPY passwd group /etc/\n");
+    let o = build_env(root, &dir, &["-t", "bb:1"], env);
+    assert!(o.ok, "{}", o.stderr);
     Some(())
 }
 

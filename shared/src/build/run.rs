@@ -15,14 +15,15 @@
 //!   inside it (a `/link -> /` in the stage is the stage's root, never the
 //!   host's: CVE-2024-1753).
 //!
-//! Sources are handed to the engine as `/proc/self/fd/N` of a descriptor
-//! opened inside their root, so nothing can swap a path for a symlink
-//! between the check and the mount (CVE-2024-23651). Mount points the
-//! engine had to create are removed from the layer afterwards, through
+//! Bind sources are resolved inside their root (read-only views of
+//! immutable layers, or the context) to paths with no symlink left, and
+//! cache mounts take no `source=` subpath, so nothing a step does can swap
+//! a mount source for a symlink to the host (CVE-2024-23651). Mount points
+//! the engine had to create are removed from the layer afterwards, through
 //! directory descriptors that never follow a symlink (CVE-2024-23652).
 
 use std::collections::BTreeMap;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::path::{Component, Path, PathBuf};
 
 use nix::fcntl::OFlag;
@@ -198,7 +199,6 @@ pub fn run(store: &Store, lowers: Vec<PathBuf>, step: &RunStep, progress: &super
     };
 
     // Sources for the mounts, kept open (and mounted) until the container is gone.
-    let mut keep_fds: Vec<OwnedFd> = Vec::new();
     let mut keep_views: Vec<Overlay> = Vec::new();
     let mut keep_locks: Vec<crate::lock::Lock> = Vec::new();
     let mut keep_tmp: Vec<TempDir> = Vec::new();
@@ -226,10 +226,10 @@ pub fn run(store: &Store, lowers: Vec<PathBuf>, step: &RunStep, progress: &super
                         }
                     },
                 };
-                let fd = nix::fcntl::open(&dir, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).ctx("open cache mount", &dir)?;
+                // A path of ours (a hash names it; `source=` subpaths are refused),
+                // resolved by the container's init in its own mount namespace.
                 let opts: &[&str] = if *readonly { &["rbind", "ro", "nosuid", "nodev"] } else { &["rbind", "nosuid", "nodev"] };
-                mounts.push(bind(target, &rootfs::fd_path(fd.as_fd()), opts));
-                keep_fds.push(fd);
+                mounts.push(bind(target, &dir, opts));
             }
             MountSpec::Tmpfs { target, size } => {
                 let mut o = vec!["nosuid".to_string(), "nodev".to_string(), "mode=1777".to_string()];
@@ -239,23 +239,22 @@ pub fn run(store: &Store, lowers: Vec<PathBuf>, step: &RunStep, progress: &super
                 mounts.push(MountBuilder::default().destination(target.as_str()).typ("tmpfs").source("tmpfs").options(o).build().expect("mount fields"));
             }
             MountSpec::Bind { target, source, .. } => {
-                let (root_fd, what) = match from {
-                    BindFrom::Context(dir) => (
-                        nix::fcntl::open(*dir, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).ctx("open", dir)?,
-                        "the build context".to_string(),
-                    ),
+                // The source is resolved here, inside its root (a read-only
+                // view, or the context), to a path without symlinks: the
+                // engine's init then binds exactly that.
+                let (root, what) = match from {
+                    BindFrom::Context(dir) => (dir.to_path_buf(), "the build context"),
                     BindFrom::Layers(layers) => {
                         let view = Overlay::mount(store, layers, false)?;
-                        let fd = view.root()?;
+                        let p = view.merged.clone();
                         keep_views.push(view);
-                        (fd, "the stage".to_string())
+                        (p, "the stage")
                     }
                 };
-                let src = rootfs::open_in_root(root_fd.as_fd(), Path::new(source), libc::O_PATH)
-                    .map_err(|e| Error::io("open bind mount source in", format!("{what}: {source}"), e))?;
-                mounts.push(bind(target, &rootfs::fd_path(src.as_fd()), &["rbind", "ro", "nosuid", "nodev"]));
-                keep_fds.push(src);
-                keep_fds.push(root_fd);
+                let rel = super::context::clean_rel(Path::new(source));
+                let real = super::context::resolve_in_root(&root, &rel)?
+                    .ok_or_else(|| Error::invalid(format!("RUN --mount: the source {source:?} does not exist in {what}")))?;
+                mounts.push(bind(target, &root.join(real), &["rbind", "ro", "nosuid", "nodev"]));
             }
         }
     }
@@ -290,7 +289,6 @@ pub fn run(store: &Store, lowers: Vec<PathBuf>, step: &RunStep, progress: &super
         r
     };
     drop(keep_views);
-    drop(keep_fds);
     drop(keep_locks);
     let remove = |store: &Store| -> Result<()> {
         let data = std::fs::read(dir.join("container.json")).ctx("read", dir.join("container.json"))?;
