@@ -362,6 +362,27 @@ mod tests {
     }
 
     #[test]
+    fn excluded_directories_are_entered_only_for_exceptions() {
+        let ctx = tempfile::tempdir().unwrap();
+        for p in ["ex/keep", "ex/drop", "other/x"] {
+            let f = ctx.path().join(p);
+            fs::create_dir_all(f.parent().unwrap()).unwrap();
+            fs::write(&f, p).unwrap();
+        }
+        // `ex` is excluded but `ex/keep` re-included (a .dockerignore `!ex/keep`).
+        let visit = |p: &Path| match p.to_str().unwrap() {
+            "ex/keep" => Visit::Include,
+            "ex" | "ex/drop" => Visit::Descend,
+            "other" => Visit::Skip,
+            _ => Visit::Include,
+        };
+        let mut c = StatCache::in_memory();
+        let (_, sums) = checksum(ctx.path(), &[PathBuf::new()], &visit, &mut c).unwrap();
+        let paths: Vec<&str> = sums.iter().map(|s| s.path.to_str().unwrap()).collect();
+        assert_eq!(paths, ["", "ex", "ex/keep"]);
+    }
+
+    #[test]
     fn racy_files_are_hashed_every_time() {
         let ctx = tempfile::tempdir().unwrap();
         fs::write(ctx.path().join("fresh"), "now").unwrap();
