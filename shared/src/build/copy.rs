@@ -318,6 +318,57 @@ fn finish_inode(fd: std::os::fd::BorrowedFd, owner: (u32, u32), mode: u32, mtime
     nix::sys::stat::futimens(fd, &ts, &ts).ctx("set times of", target)
 }
 
+/// What a COPY's result depends on in the image it copies into: each
+/// directory on the way to DEST (type, mode, owner, link target), and
+/// what is already at each path it writes. Two images that agree on these
+/// get the same layer from the same files.
+pub fn dest_fingerprint(root: std::os::fd::BorrowedFd, sources: &[Source], dest: &str, many: bool) -> Result<String> {
+    let describe = |p: &Path| -> Result<String> {
+        match open_in_root(root, p, libc::O_PATH | libc::O_NOFOLLOW) {
+            Ok(fd) => {
+                let st = nix::sys::stat::fstat(&fd).ctx("stat", p)?;
+                let link = if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+                    let l = nix::fcntl::readlinkat(&fd, "").unwrap_or_default();
+                    format!(" -> {}", l.to_string_lossy())
+                } else {
+                    String::new()
+                };
+                Ok(format!("{}:{:o}:{}:{}{link}", p.display(), st.st_mode, st.st_uid, st.st_gid))
+            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => Ok(format!("{}:absent", p.display())),
+            Err(e) => Err(Error::io("stat in the image", p, e)),
+        }
+    };
+    let mut out = Vec::new();
+    let mut prefix = PathBuf::from("/");
+    out.push(describe(&prefix)?);
+    for c in Path::new(dest).components().skip(1) {
+        prefix.push(c);
+        out.push(describe(&prefix)?);
+    }
+    let dest_path = PathBuf::from(dest);
+    for s in sources {
+        for e in &s.entries {
+            let target = if e.path == s.top {
+                if e.kind == Kind::Dir {
+                    dest_path.clone()
+                } else if dest.ends_with('/') || many || sources.len() > 1 {
+                    dest_path.join(&s.name)
+                } else {
+                    dest_path.clone()
+                }
+            } else {
+                dest_path.join(e.path.strip_prefix(&s.top).unwrap_or(&e.path))
+            };
+            let d = describe(&target)?;
+            if !d.ends_with(":absent") {
+                out.push(d);
+            }
+        }
+    }
+    Ok(out.join("\n"))
+}
+
 /// The entries of a tree that is not the context (another stage, an
 /// image): everything at and under `top`, sorted.
 pub fn list_tree(root: &Path, top: &Path) -> Result<Vec<Entry>> {

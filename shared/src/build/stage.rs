@@ -614,6 +614,7 @@ impl<'a> Builder<'a> {
                 }
                 let many = many || srcs.len() + downloads.len() + url_keys.len().saturating_sub(downloads.len()) > 1;
                 let step_key = format!("{keyword} {digests:?} urls={url_keys:?} {flags}");
+                let step_key_outer = step_key.clone();
                 let ctx_root = self.ctx.root().to_path_buf();
                 let downloads = &mut downloads;
                 let checksum = checksum.clone();
@@ -621,6 +622,7 @@ impl<'a> Builder<'a> {
                 self.layer_step(state, ins, &step_key, &mut |b, st| {
                     let lowers = b.lowers(&st.layers)?;
                     let ov = Overlay::mount(b.store, &lowers, true)?;
+                    let reuse_key;
                     {
                         let root = ov.root()?;
                         let owner = match &chown {
@@ -628,6 +630,24 @@ impl<'a> Builder<'a> {
                             None => (0, 0),
                         };
                         let opts = copy::Options { owner, mode, inline_mtime };
+                        // The same files copied onto a destination that looks the
+                        // same make the same layer, whatever else the parent holds:
+                        // reuse it rather than copy again (a change before this
+                        // step then re-copies only what changed).
+                        let plain_copy = keyword == "COPY" && sources_all.iter().all(|s| !super::add::is_url(s));
+                        reuse_key = if plain_copy && !b.opts.no_cache {
+                            let fp = copy::dest_fingerprint(root.as_fd(), &srcs, &dest, many)?;
+                            crate::explain!("the destination as this step finds it: {fp:?}");
+                            Some(cache::chain(&cache::base("copy onto a destination"), &format!("{step_key_outer} owner={owner:?} {fp}")))
+                        } else {
+                            None
+                        };
+                        if let Some(k) = &reuse_key {
+                            if let Some(Entry { layer: Some(l), .. }) = cache::get(b.store, k) {
+                                b.progress.info(&format!("reusing layer {}: the same files were copied onto the same destination before", l.diff_id.short()));
+                                return Ok(Some(Layer::from(&l)));
+                            }
+                        }
                         // Archives (ADD) are extracted; everything else is copied.
                         let mut plain = Vec::new();
                         for s in &srcs {
@@ -677,7 +697,11 @@ impl<'a> Builder<'a> {
                         }
                     }
                     let (tmp, upper) = ov.into_upper()?;
-                    b.commit_upper(tmp, &upper)
+                    let layer = b.commit_upper(tmp, &upper)?;
+                    if let Some(k) = reuse_key {
+                        cache::put(b.store, &k, &Entry { layer: layer.as_ref().map(StoredLayer::from), created: None })?;
+                    }
+                    Ok(layer)
                 })
             }
         }
