@@ -479,3 +479,31 @@ fn seeds_build_and_run() {
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), want);
     }
 }
+
+#[test]
+fn heredocs_args_and_small_flags() {
+    let Some(root) = setup("building images") else { return };
+    let ctx = context(
+        &root,
+        "heredoc",
+        &[(
+            "Dockerfile",
+            "ARG BASE=bb\nARG TAG\nFROM $BASE:${TAG:-1}\nARG TAG\nRUN <<EOF\necho \"simple $TAG\" > /simple\nEOF\nRUN <<EOF\n#!/bin/sh\necho shebang > /shebang\nEOF\nRUN cat <<EOF > /complex\nline one\nEOF\nRUN [\"/bin/sh\", \"-c\", \"echo exec $HOME > /exec\"]\n",
+        )],
+    );
+    let iid = root.path().join("iid");
+    let out = build_ok(&root, &ctx, &["--build-arg", "TAG=1", "--build-arg", "UNUSED=x", "--iidfile", iid.to_str().unwrap(), "-t", "hd:1"]);
+    assert_eq!(std::fs::read_to_string(&iid).unwrap(), out.id());
+    assert!(out.stderr.contains("UNUSED") && out.stderr.contains("not used"), "{}", out.stderr);
+    let fs = rootfs(&root, "hd:1");
+    assert_eq!(read(fs.path(), "simple"), "simple 1\n");
+    assert_eq!(read(fs.path(), "shebang"), "shebang\n");
+    assert_eq!(read(fs.path(), "complex"), "line one\n");
+    assert_eq!(read(fs.path(), "exec"), "exec /root\n");
+    // Only this machine's platform.
+    write(&ctx, "Dockerfile", "FROM --platform=linux/arm64 bb:1\n");
+    let out = build(&root, &ctx, &[]);
+    assert!(!out.ok && out.stderr.contains("linux/arm64") && out.stderr.contains("linux/amd64"), "{}", out.stderr);
+    write(&ctx, "Dockerfile", "FROM --platform=$BUILDPLATFORM bb:1\n");
+    build_ok(&root, &ctx, &[]);
+}
