@@ -281,10 +281,7 @@ impl<'a> Builder<'a> {
     fn metadata_step(&mut self, state: &mut State, ins: &Instruction, step_key: &str, in_history: bool) -> Result<bool> {
         let key = cache::chain(&state.key, step_key);
         let hit = self.lookup(&key);
-        let created = match &hit {
-            Some(e) if e.created.is_some() => e.created.clone().expect("checked"),
-            _ => config::created_now()?,
-        };
+        let created = created(hit.as_ref().and_then(|e| e.created.clone()))?;
         if hit.is_none() {
             cache::put(self.store, &key, &Entry { layer: None, created: Some(created.clone()) })?;
         }
@@ -338,10 +335,7 @@ impl<'a> Builder<'a> {
         if let Some(e) = self.lookup(&key) {
             crate::explain!("cache key {} = sha256(previous state {} + {step_key:?}): hit", key.short(), state.key.short());
             let layer = e.layer.as_ref().map(Layer::from);
-            let created = match e.created {
-                Some(c) => c,
-                None => config::created_now()?,
-            };
+            let created = created(e.created)?;
             self.push_layer(state, ins, key, layer, created);
             return Ok(true);
         }
@@ -743,6 +737,18 @@ impl<'a> Builder<'a> {
         });
         meta.store_in(&mut doc);
         Ok(serde_json::to_vec(&doc).expect("config serialises"))
+    }
+}
+
+/// When a step was made: `SOURCE_DATE_EPOCH` if set (reproducible, even
+/// from the cache), else when it first ran (cached), else now.
+fn created(cached: Option<String>) -> Result<String> {
+    if std::env::var_os("SOURCE_DATE_EPOCH").is_some_and(|v| !v.is_empty()) {
+        return config::created_now();
+    }
+    match cached {
+        Some(c) => Ok(c),
+        None => config::created_now(),
     }
 }
 
