@@ -331,6 +331,8 @@ impl<'a> Builder<'a> {
 
     /// Finish a layer step: from the cache, or by running `work`.
     fn layer_step(&mut self, state: &mut State, ins: &Instruction, step_key: &str, work: &mut dyn FnMut(&mut Self, &State) -> Result<Option<Layer>>) -> Result<bool> {
+        // How the layer's times are written is part of what the step makes.
+        let step_key = &format!("{step_key} mtime-clamp={:?}", self.diff_opts.clamp_mtime);
         let key = cache::chain(&state.key, step_key);
         if let Some(e) = self.lookup(&key) {
             crate::explain!("cache key {} = sha256(previous state {} + {step_key:?}): hit", key.short(), state.key.short());
@@ -608,7 +610,7 @@ impl<'a> Builder<'a> {
                 }
                 let many = many || srcs.len() + downloads.len() + url_keys.len().saturating_sub(downloads.len()) > 1;
                 let step_key = format!("{keyword} {digests:?} urls={url_keys:?} {flags}");
-                let step_key_outer = step_key.clone();
+                let step_key_outer = format!("{step_key} mtime-clamp={:?}", self.diff_opts.clamp_mtime);
                 let ctx_root = self.ctx.root().to_path_buf();
                 let downloads = &mut downloads;
                 let checksum = checksum.clone();
