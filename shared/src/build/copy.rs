@@ -105,6 +105,7 @@ pub fn dest_path(dest: &str, workdir: Option<&str>) -> String {
 
 /// Copy `sources` (from `src_root`) and `inline` files to `dest` in the
 /// image whose root is `root`.
+#[allow(clippy::too_many_arguments)]
 pub fn copy(root: &OwnedFd, src_root: &Path, sources: &[Source], inline: &[Inline], dest: &str, many: bool, opts: &Options, what: &str) -> Result<Copied> {
     let root = root.as_fd();
     let mut stats = Copied::default();

@@ -433,7 +433,7 @@ impl<'a> Builder<'a> {
         for m in mounts {
             let from_state = match &m {
                 MountSpec::Bind { from: Some(f), .. } => {
-                    let s = self.from_state(f, idx)?;
+                    let s = self.state_named(f, idx)?;
                     from_keys.push(s.key.to_string());
                     Some(s)
                 }
@@ -491,7 +491,7 @@ impl<'a> Builder<'a> {
     }
 
     /// The state a `--from=NAME` means: an earlier stage, or an image.
-    fn from_state(&mut self, name: &str, idx: usize) -> Result<State> {
+    fn state_named(&mut self, name: &str, idx: usize) -> Result<State> {
         if let Some(j) = self.stage_ref(name, idx) {
             return self.stage(j);
         }
@@ -564,7 +564,7 @@ impl<'a> Builder<'a> {
 
         match from {
             Some(f) => {
-                let src = self.from_state(&f, idx)?;
+                let src = self.state_named(&f, idx)?;
                 let step_key = format!("{keyword} --from={} {locals:?} {flags}", src.key);
                 self.layer_step(state, ins, &step_key, &mut |b, st| {
                     let src_lowers = b.lowers(&src.layers)?;
