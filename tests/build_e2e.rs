@@ -320,15 +320,23 @@ fn add_archives_and_urls() {
         "add",
         &[(
             "Dockerfile",
-            &format!("FROM bb:1\nADD pkg.tgz /opt/\nADD --checksum={sum} {url}/files/data.tar /dl/\nADD {url}/files/data.tar /named.tar\n"),
+            &format!("FROM bb:1\nADD pkg.tgz /opt/\nADD pkg.tar.bz2 /bz/\nADD pkg.tar.xz /xz/\nADD --checksum={sum} {url}/files/data.tar /dl/\nADD {url}/files/data.tar /named.tar\n"),
         )],
     );
     std::fs::write(ctx.join("pkg.tgz"), &tgz).unwrap();
+    let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+    std::io::Write::write_all(&mut bz, &tar_bytes).unwrap();
+    std::fs::write(ctx.join("pkg.tar.bz2"), bz.finish().unwrap()).unwrap();
+    let mut xz = xz2::write::XzEncoder::new(Vec::new(), 1);
+    std::io::Write::write_all(&mut xz, &tar_bytes).unwrap();
+    std::fs::write(ctx.join("pkg.tar.xz"), xz.finish().unwrap()).unwrap();
     build_ok(&root, &ctx, &["-t", "add:1"]);
     let fs = rootfs(&root, "add:1");
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(fs.path().join("opt/pkg/run.sh")).unwrap();
     assert_eq!((m.uid(), m.mode() & 0o777), (7, 0o755), "an archive keeps its owners and modes");
+    assert_eq!(read(fs.path(), "bz/pkg/run.sh"), "echo 1", "bzip2 archives are extracted");
+    assert_eq!(read(fs.path(), "xz/pkg/run.sh"), "echo 1", "xz archives are extracted");
     // A URL lands as one file (not extracted), mode 0600, time from Last-Modified.
     let m = std::fs::metadata(fs.path().join("dl/data.tar")).unwrap();
     assert_eq!((m.len(), m.mode() & 0o777, m.mtime()), (tar_bytes.len() as u64, 0o600, 784111777));

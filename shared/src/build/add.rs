@@ -32,7 +32,11 @@ pub fn is_archive(path: &Path) -> Result<bool> {
     let n = read_full(&mut f, &mut head).ctx("read", path)?;
     head.truncate(n);
     if head.starts_with(b"BZh") {
-        return Ok(true);
+        let f = crate::fsutil::open_nofollow(path)?;
+        let mut r = bzip2::read::BzDecoder::new(f);
+        let mut block = vec![0u8; 512];
+        let n = read_full(&mut r, &mut block).unwrap_or(0);
+        return Ok(n == 512 && is_tar_header(&block));
     }
     match Compression::detect(&head) {
         Compression::Gzip | Compression::Xz => {
@@ -73,10 +77,7 @@ pub fn extract(path: &Path, dest: &OwnedFd) -> Result<crate::layer::UnpackStats>
     let n = read_full(&mut &f, &mut head).ctx("read", path)?;
     let f = crate::fsutil::open_nofollow(path)?;
     let stream: Box<dyn Read> = if n == 3 && &head == b"BZh" {
-        return Err(Error::Unsupported(format!(
-            "ADD {}: bzip2-compressed archives are not supported yet; recompress it with gzip or xz",
-            path.display()
-        )));
+        Box::new(bzip2::read::MultiBzDecoder::new(std::io::BufReader::new(f)))
     } else {
         crate::compression::decompress(f)?.1
     };
@@ -226,6 +227,10 @@ mod tests {
         gz.write_all(&tar).unwrap();
         std::fs::write(d.path().join("a.tgz"), gz.finish().unwrap()).unwrap();
         assert!(is_archive(&d.path().join("a.tgz")).unwrap());
+        let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+        bz.write_all(&tar).unwrap();
+        std::fs::write(d.path().join("a.tbz"), bz.finish().unwrap()).unwrap();
+        assert!(is_archive(&d.path().join("a.tbz")).unwrap());
         std::fs::write(d.path().join("plain.txt"), "not an archive, just text".repeat(40)).unwrap();
         assert!(!is_archive(&d.path().join("plain.txt")).unwrap());
     }

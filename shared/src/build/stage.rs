@@ -511,6 +511,9 @@ impl<'a> Builder<'a> {
     fn copy_step(&mut self, idx: usize, state: &mut State, vars: &mut StageState, ins: &Instruction) -> Result<bool> {
         let expanded = ins.command.expand(&vars.lexer(), &vars.vars()).map_err(Error::invalid)?;
         let (keyword, sources, inline, dest, from, chown, chmod, checksum, unpack, exclude) = match &expanded {
+            Command::Copy(Copy { parents: true, .. }) => {
+                return Err(Error::Unsupported("COPY --parents is not supported by ci-build".into()));
+            }
             Command::Copy(Copy { sources, inline, dest, from, chown, chmod, exclude, .. }) => {
                 ("COPY", sources.clone(), inline.clone(), dest.clone(), from.clone(), chown.clone(), chmod.clone(), None, false, exclude.clone())
             }
