@@ -108,6 +108,9 @@ fn multi_stage_copy_from_and_target() {
     );
     let out = build_ok(&root, &ctx, &["-t", "m:1"]);
     assert!(!out.stderr.contains("must not run"), "a stage the target does not need is not built");
+    out.assert_steps_end();
+    let pos = |t: &str| out.stderr.find(t).unwrap_or_else(|| panic!("{t} not in {}", out.stderr));
+    assert!(pos("[build 2/2] RUN") < pos("COPY --from=build"), "a stage used by another is built before the step using it");
     let fs = rootfs(&root, "m:1");
     assert_eq!(read(fs.path(), "app"), "built\n");
     assert_eq!(read(fs.path(), "extra"), "extra\n");
@@ -500,11 +503,13 @@ fn heredocs_args_and_small_flags() {
         "heredoc",
         &[(
             "Dockerfile",
-            "ARG BASE=bb\nARG TAG\nFROM $BASE:${TAG:-1}\nARG TAG\nRUN <<EOF\necho \"simple $TAG\" > /simple\nEOF\nRUN <<EOF\n#!/bin/sh\necho shebang > /shebang\nEOF\nRUN cat <<EOF > /complex\nline one\nEOF\nRUN [\"/bin/sh\", \"-c\", \"echo exec $HOME > /exec\"]\n",
+            "ARG BASE=bb\nARG TAG\nFROM $BASE:${TAG:-1}\nARG TAG\nRUN <<EOF\necho \"simple $TAG\" > /simple\nEOF\nRUN <<EOF\n#!/bin/sh\necho shebang > /shebang\nEOF\nRUN cat <<EOF > /complex\nline one\nEOF\nRUN [\"/bin/sh\", \"-c\", \"echo exec $HOME > /exec\"]\nRUN echo \"proxy=$HTTP_PROXY\" > /proxy\n",
         )],
     );
     let iid = root.path().join("iid");
-    let out = build_ok(&root, &ctx, &["--build-arg", "TAG=1", "--build-arg", "UNUSED=x", "--iidfile", iid.to_str().unwrap(), "-t", "hd:1"]);
+    let out = build_ok(&root, &ctx, &["--build-arg", "TAG=1", "--build-arg", "UNUSED=x", "--build-arg", "HTTP_PROXY=http://proxy.invalid:3128", "--iidfile", iid.to_str().unwrap(), "-t", "hd:1"]);
+    let warning = out.stderr.lines().find(|l| l.contains("were not used")).unwrap_or_default();
+    assert!(warning.contains("UNUSED") && !warning.contains("HTTP_PROXY"), "a predefined proxy argument needs no ARG line: {}", out.stderr);
     assert_eq!(std::fs::read_to_string(&iid).unwrap(), out.id());
     assert!(out.stderr.contains("UNUSED") && out.stderr.contains("not used"), "{}", out.stderr);
     let fs = rootfs(&root, "hd:1");
@@ -512,6 +517,8 @@ fn heredocs_args_and_small_flags() {
     assert_eq!(read(fs.path(), "shebang"), "shebang\n");
     assert_eq!(read(fs.path(), "complex"), "line one\n");
     assert_eq!(read(fs.path(), "exec"), "exec /root\n");
+    assert_eq!(read(fs.path(), "proxy"), "proxy=http://proxy.invalid:3128\n");
+    assert!(!config(&root, "hd:1").to_string().contains("proxy.invalid"), "proxy values stay out of the image");
     // Only this machine's platform.
     write(&ctx, "Dockerfile", "FROM --platform=linux/arm64 bb:1\n");
     let out = build(&root, &ctx, &[]);

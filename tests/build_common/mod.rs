@@ -54,6 +54,18 @@ impl Out {
         (nums[1], nums[0])
     }
 
+    /// Every step that started ended with DONE or CACHED (plain progress).
+    pub fn assert_steps_end(&self) {
+        for l in self.stderr.lines().filter(|l| l.starts_with('#') && l.contains(" [")) {
+            let n = l.split(' ').next().unwrap();
+            assert!(
+                self.stderr.lines().any(|m| m == format!("{n} CACHED") || m.starts_with(&format!("{n} DONE "))),
+                "step {l:?} has no DONE or CACHED line:\n{}",
+                self.stderr
+            );
+        }
+    }
+
     /// Whether the step whose line contains `text` was CACHED.
     pub fn was_cached(&self, text: &str) -> bool {
         let lines: Vec<&str> = self.stderr.lines().collect();

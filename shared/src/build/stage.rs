@@ -139,8 +139,12 @@ impl<'a> Builder<'a> {
         let stage = self.df.stages[idx].clone();
         let label = self.stage_label(idx);
         let total = 1 + stage.instructions.len();
-        self.progress.begin(&format!("[{label}1/{total}] {}", stage.from.source));
         let from = self.globals.expand_from(stage.base()).map_err(|e| at(&self.ctx, &stage.from, &e))?;
+        // A stage this one is based on is built first, so its steps show before this FROM.
+        if let Some(j) = self.df.stage_index(&from.image).filter(|j| *j < idx) {
+            self.stage(j)?;
+        }
+        self.progress.begin(&format!("[{label}1/{total}] {}", stage.from.source));
         if let Some(p) = &from.platform {
             let here = format!("linux/{}", config::host_arch());
             if p != &here {
@@ -216,8 +220,29 @@ impl<'a> Builder<'a> {
         Ok(crate::layer::visible_layers(dirs))
     }
 
+    /// Build the earlier stages an instruction uses (`COPY --from`, `RUN
+    /// --mount=...,from=`) before it starts, so their steps show first.
+    fn build_dependencies(&mut self, idx: usize, vars: &StageState, ins: &Instruction) -> Result<()> {
+        let names: Vec<String> = match ins.command.expand(&vars.lexer(), &vars.vars()) {
+            Ok(Command::Copy(c)) => c.from.into_iter().collect(),
+            Ok(Command::Run(r)) => r
+                .mounts
+                .iter()
+                .flat_map(|m| m.split(',').filter_map(|kv| kv.strip_prefix("from=").map(str::to_string)).collect::<Vec<_>>())
+                .collect(),
+            _ => Vec::new(),
+        };
+        for n in names {
+            if let Some(j) = self.stage_ref(&n, idx) {
+                self.stage(j)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Run one instruction of stage `idx` on `state`.
     fn step(&mut self, idx: usize, state: &mut State, vars: &mut StageState, ins: &Instruction, label: &str) -> Result<()> {
+        self.build_dependencies(idx, vars, ins)?;
         self.progress.begin(label);
         match self.step_inner(idx, state, vars, ins) {
             Ok(cached) => {
