@@ -526,3 +526,18 @@ fn heredocs_args_and_small_flags() {
     write(&ctx, "Dockerfile", "FROM --platform=$BUILDPLATFORM bb:1\n");
     build_ok(&root, &ctx, &[]);
 }
+
+#[test]
+fn explain_shows_keys_containers_and_layers() {
+    let Some(root) = setup("building images") else { return };
+    let ctx = context(&root, "explain", &[("Dockerfile", "FROM bb:1\nCOPY f /f\nRUN echo hi > /hi\n"), ("f", "x")]);
+    let first = build(&root, &ctx, &["--explain"]);
+    assert!(first.ok, "{}", first.stderr);
+    let e = &first.stderr;
+    assert!(e.contains("+ cache key") && e.contains("= sha256(previous state") && e.contains("): miss"), "{e}");
+    assert!(e.contains("f -> f: sha256:"), "the COPY key names the content digest: {e}");
+    assert!(e.contains("in container "), "the RUN's container is named: {e}");
+    assert!(e.contains("+ layer ") && e.contains("changed entries"), "the layer produced: {e}");
+    let again = build(&root, &ctx, &["--explain"]);
+    assert!(again.stderr.contains("): hit"), "{}", again.stderr);
+}
