@@ -424,6 +424,22 @@ fn real_tools_read_the_image() {
     } else {
         skip("umoci is not installed");
     }
+    if have("podman") {
+        // podman runs it from our OCI layout (its own storage under the test root).
+        let o = std::process::Command::new("podman")
+            .arg("--root")
+            .arg(root.path().join("podman/root"))
+            .arg("--runroot")
+            .arg(root.path().join("podman/run"))
+            .args(["--storage-driver", "vfs", "run", "--rm", "--network", "none"])
+            .arg(format!("oci:{}:localhost/interop:1", layout.display()))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "podman run: {}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "hi");
+    } else {
+        skip("podman is not installed");
+    }
 }
 
 #[test]
