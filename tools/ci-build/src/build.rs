@@ -77,6 +77,14 @@ pub fn run(g: &GlobalOpts, a: Args) -> Result<i32> {
     let context = a.context.clone().ok_or_else(|| {
         Error::invalid("a CONTEXT is required: ci-build [OPTIONS] CONTEXT|-").hint("`ci-build .` builds ./Dockerfile; see ci-build --help")
     })?;
+    if context != "-" && !std::path::Path::new(&context).exists() {
+        const VERBS: &[&str] = &["build", "import", "ls", "images", "inspect", "tag", "rm", "rmi", "history", "prune", "fsck"];
+        let err = Error::invalid(format!("the build context {context:?} does not exist"));
+        return Err(match ci_core::dockerfile::instruction::closest(&context, VERBS) {
+            Some(v) => err.hint(format!("did you mean the verb `ci-build {v}`?")),
+            None => err.hint("give the context directory (usually `.`), or `-` for a tar archive on stdin"),
+        });
+    }
     // RUN steps start containers: run from a read-only copy of this binary (CVE-2019-5736).
     runtime::exe::ensure_protected()?;
     let tags = a.tags.iter().map(|t| Reference::parse(t)).collect::<Result<Vec<_>>>()?;

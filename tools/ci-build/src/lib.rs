@@ -28,7 +28,7 @@ use ci_core::Result;
 /// object per image on stdout when piped (a table on a terminal), and
 /// reads images from stdin where an image argument is `-`.
 #[derive(Debug, Parser)]
-#[command(name = "ci-build", version, about, long_about, after_help = EXAMPLES)]
+#[command(name = "ci-build", version, about, long_about, after_help = EXAMPLES, override_usage = "ci-build [OPTIONS] CONTEXT|-      (build; see ci-build build --help)\n       ci-build [OPTIONS] <COMMAND>")]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalOpts,
