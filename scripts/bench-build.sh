@@ -43,35 +43,26 @@ median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) printf "%.3f\n", a[(NR+1)/2]
 t() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1 || { echo "FAILED: $*" >&2; "$@" >&2; exit 1; }; e=$(date +%s.%N); printf '%.3f\n' "$(echo "$e - $s" | bc)"; }
 change_one() { printf 'changed %s\n' "$RANDOM$RANDOM" > "$W/ctx/small/f1000.txt"; }
 
-declare -A R
-run_tool() {  # name, clean-cmd, build-cmd...
+declare -A T  # tool.phase -> space-separated times
+one_round() {  # name, clean-cmd, build-cmd...
     local name=$1 clean=$2; shift 2
-    local cold=() cached=() one=()
-    for i in $(seq 1 "$N"); do
-        eval "$clean"
-        cold+=("$(t "$@")")
-        cached+=("$(t "$@")")
-        change_one
-        one+=("$(t "$@")")
-    done
-    R[$name.cold]=$(printf '%s\n' "${cold[@]}" | median)
-    R[$name.cached]=$(printf '%s\n' "${cached[@]}" | median)
-    R[$name.one]=$(printf '%s\n' "${one[@]}" | median)
-    echo "$name: cold ${R[$name.cold]} s, cached ${R[$name.cached]} s, one file ${R[$name.one]} s (runs: ${cold[*]} | ${cached[*]} | ${one[*]})"
+    eval "$clean"
+    T[$name.cold]+="$(t "$@") "
+    T[$name.cached]+="$(t "$@") "
+    change_one
+    T[$name.one]+="$(t "$@") "
 }
 
 # ci-build
 export CIROOT="$W/ci"
-"$CIB" import -t bb:1 "$W/rootfs.tar" >/dev/null
-run_tool ci-build '"$CIB" prune -a >/dev/null; "$CIB" import -t bb:1 "$W/rootfs.tar" >/dev/null' "$CIB" -q -t bench "$W/ctx"
+CI_CLEAN='"$CIB" prune -a >/dev/null; "$CIB" import -t bb:1 "$W/rootfs.tar" >/dev/null'
 
 # buildah
 B="buildah --root $W/buildah --runroot $W/buildah-run --storage-driver overlay"
-$B pull "docker-archive:/dev/null" >/dev/null 2>&1 || true
-buildah_clean() { $B rmi --all --force >/dev/null 2>&1 || true; $B from --name base scratch >/dev/null; $B add base "$W/rootfs.tar" / >/dev/null; $B commit --rm base localhost/bb:1 >/dev/null; }
-run_tool buildah 'buildah_clean' $B bud --layers --isolation chroot -t bench "$W/ctx"
+buildah_clean() { $B rmi --all --force >/dev/null 2>&1 || true; $B from --name base scratch >/dev/null; $B add base "$W/rootfs.tar" / >/dev/null; $B commit --rm base localhost/bb:1 >/dev/null 2>&1; }
 
 # docker (legacy builder)
+HAVE_DOCKER=
 if command -v dockerd >/dev/null; then
     mkdir -p "$W/docker"
     dockerd --data-root "$W/docker/data" --exec-root "$W/docker/exec" -H "unix://$W/docker/d.sock" --pidfile "$W/docker/d.pid" --bridge none --iptables=false >"$W/docker/log" 2>&1 &
@@ -79,9 +70,23 @@ if command -v dockerd >/dev/null; then
     export DOCKER_HOST="unix://$W/docker/d.sock"
     for _ in $(seq 1 100); do docker version >/dev/null 2>&1 && break; sleep 0.2; done
     docker_clean() { docker rmi -f $(docker images -aq) >/dev/null 2>&1 || true; docker builder prune -af >/dev/null 2>&1 || true; docker import "$W/rootfs.tar" bb:1 >/dev/null; }
-    DOCKER_BUILDKIT=0 run_tool docker 'docker_clean' env DOCKER_BUILDKIT=0 docker build --network none -t bench "$W/ctx"
+    HAVE_DOCKER=1
 fi
 
+# The tools take turns within each round, so the machine's load weighs on all alike.
+for i in $(seq 1 "$N"); do
+    one_round ci-build "$CI_CLEAN" "$CIB" -q -t bench "$W/ctx"
+    one_round buildah buildah_clean $B bud --layers --isolation chroot -t bench "$W/ctx"
+    [ -n "$HAVE_DOCKER" ] && one_round docker docker_clean env DOCKER_BUILDKIT=0 docker build --network none -t bench "$W/ctx"
+    echo "round $i done" >&2
+done
+
+declare -A R
+for n in ci-build buildah docker; do
+    [ -n "${T[$n.cold]:-}" ] || continue
+    for ph in cold cached one; do R[$n.$ph]=$(printf '%s\n' ${T[$n.$ph]} | median); done
+    echo "$n: cold ${R[$n.cold]} s, cached ${R[$n.cached]} s, one file ${R[$n.one]} s (runs: ${T[$n.cold]}| ${T[$n.cached]}| ${T[$n.one]})"
+done
 echo
 printf '%-10s %10s %10s %12s\n' tool cold cached one-file
 for n in ci-build buildah docker; do

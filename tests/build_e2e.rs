@@ -426,6 +426,17 @@ fn real_tools_read_the_image() {
     }
     if have("podman") {
         // podman runs it from our OCI layout (its own storage under the test root).
+        // It names the image after the layout's path, which must then be lower case.
+        struct Link(std::path::PathBuf);
+        impl Drop for Link {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let link = Link(std::path::PathBuf::from(format!("/tmp/ci-build-test-{}-{nanos}", std::process::id())));
+        std::os::unix::fs::symlink(&layout, &link.0).unwrap();
+        let layout = link.0.clone();
         let o = std::process::Command::new("podman")
             .arg("--root")
             .arg(root.path().join("podman/root"))
@@ -556,4 +567,31 @@ fn explain_shows_keys_containers_and_layers() {
     assert!(e.contains("+ layer ") && e.contains("changed entries"), "the layer produced: {e}");
     let again = build(&root, &ctx, &["--explain"]);
     assert!(again.stderr.contains("): hit"), "{}", again.stderr);
+}
+
+#[test]
+fn an_incremental_copy_makes_the_same_layer_as_a_full_one() {
+    let Some(root) = setup("building images") else { return };
+    let files: Vec<(String, String)> = (0..50).map(|i| (format!("dir/sub{}/f{i}", i % 3), format!("content {i}\n"))).collect();
+    let mut all: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    all.push(("Dockerfile", "FROM bb:1\nCOPY dir/ /data/dir/\nCOPY --chown=1:2 dir/sub0 /other\n"));
+    let ctx = context(&root, "incr", &all);
+    std::os::unix::fs::symlink("sub1/f1", ctx.join("dir/link")).unwrap();
+    let env = [("SOURCE_DATE_EPOCH", "1700000000")];
+    assert!(build_env(&root, &ctx, &["-t", "inc:1"], &env).ok);
+    write(&ctx, "dir/sub0/f3", "changed\n");
+    write(&ctx, "dir/sub2/new", "new file\n");
+    std::fs::remove_file(ctx.join("dir/sub1/f4")).unwrap();
+    let inc = build_env(&root, &ctx, &["-t", "inc:2"], &env);
+    assert!(inc.ok, "{}", inc.stderr);
+    assert!(inc.stderr.contains("copied 2 changed file(s); 48 unchanged linked"), "{}", inc.stderr);
+    let full = build_env(&root, &ctx, &["--no-cache", "-t", "inc:3"], &env);
+    assert!(full.ok && !full.stderr.contains("linked"), "{}", full.stderr);
+    let ids = |tag: &str| config(&root, tag)["rootfs"]["diff_ids"].clone();
+    assert_eq!(ids("inc:2"), ids("inc:3"), "the incremental layers are byte for byte the full copy's");
+    let fs = rootfs(&root, "inc:2");
+    assert_eq!(read(fs.path(), "data/dir/sub0/f3"), "changed\n");
+    assert_eq!(read(fs.path(), "data/dir/sub2/new"), "new file\n");
+    assert!(!fs.path().join("data/dir/sub1/f4").exists());
+    assert_clean(&root);
 }

@@ -44,6 +44,8 @@ pub struct Entry {
     pub path: PathBuf,
     pub kind: Kind,
     pub mode: u32,
+    /// The content's digest (context files; `None` for other trees).
+    pub sha256: Option<crate::digest::Digest>,
 }
 
 /// One source argument: the resolved path of what it names, the name it
@@ -109,16 +111,8 @@ pub fn dest_path(dest: &str, workdir: Option<&str>) -> String {
 pub fn copy(root: &OwnedFd, src_root: &Path, sources: &[Source], inline: &[Inline], dest: &str, many: bool, opts: &Options, what: &str) -> Result<Copied> {
     let root = root.as_fd();
     let mut stats = Copied::default();
-    let dest_dir_given = dest.ends_with('/');
     let dest_path = PathBuf::from(dest);
-    let dest_is_dir = stat_in_root(root, &dest_path)?.is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
-    let count = sources.len() + inline.len();
-    if (count > 1 || many) && !dest_dir_given && !dest_is_dir {
-        return Err(Error::invalid(format!(
-            "{what}: with more than one source file, the destination must be a directory and end with a /: {dest}/"
-        )));
-    }
-    let into_dir = dest_dir_given || dest_is_dir || count > 1 || many;
+    let into_dir = into_dir(root, sources.len() + inline.len(), dest, many, what)?;
     for s in sources {
         check_names(s, what)?;
         let top = s.entries.iter().find(|e| e.path == s.top);
@@ -160,6 +154,40 @@ pub fn copy(root: &OwnedFd, src_root: &Path, sources: &[Source], inline: &[Inlin
         stats.bytes += f.data.len() as u64;
     }
     Ok(stats)
+}
+
+/// Whether sources go *into* DEST (DEST/NAME) rather than *as* DEST: DEST
+/// ends with `/` or is a directory in the image, or there are several
+/// sources (then DEST must be a directory).
+pub fn into_dir(root: std::os::fd::BorrowedFd, count: usize, dest: &str, many: bool, what: &str) -> Result<bool> {
+    let dest_dir_given = dest.ends_with('/');
+    let dest_is_dir = stat_in_root(root, Path::new(dest))?.is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
+    if (count > 1 || many) && !dest_dir_given && !dest_is_dir {
+        return Err(Error::invalid(format!(
+            "{what}: with more than one source file, the destination must be a directory and end with a /: {dest}/"
+        )));
+    }
+    Ok(dest_dir_given || dest_is_dir || count > 1 || many)
+}
+
+/// Where each entry of `sources` lands (what [`copy`] does, as a list).
+/// A source directory's own entry maps to DEST, which COPY makes like the
+/// directories above it rather than from the source's metadata.
+pub fn targets<'s>(sources: &'s [Source], dest: &str, into_dir: bool) -> Vec<(&'s Entry, PathBuf, bool)> {
+    let dest_path = PathBuf::from(dest);
+    let mut out = Vec::new();
+    for s in sources {
+        let Some(top) = s.entries.iter().find(|e| e.path == s.top) else { continue };
+        if top.kind == Kind::Dir {
+            out.push((top, dest_path.clone(), false));
+            for e in s.entries.iter().filter(|e| e.path != s.top) {
+                out.push((e, dest_path.join(e.path.strip_prefix(&s.top).expect("entries are under their top")), true));
+            }
+        } else {
+            out.push((top, if into_dir { dest_path.join(&s.name) } else { dest_path.clone() }, true));
+        }
+    }
+    out
 }
 
 fn bad_name(what: &str, name: &str) -> Error {
@@ -322,9 +350,10 @@ fn finish_inode(fd: std::os::fd::BorrowedFd, owner: (u32, u32), mode: u32, mtime
 /// What a COPY's result depends on in the image it copies into: each
 /// directory on the way to DEST (type, mode, owner, link target), and
 /// what is already at each path it writes. Two images that agree on these
-/// get the same layer from the same files.
-pub fn dest_fingerprint(root: std::os::fd::BorrowedFd, sources: &[Source], dest: &str, many: bool) -> Result<String> {
-    let describe = |p: &Path| -> Result<String> {
+/// get the same layer from the same files. Also says whether any path it
+/// writes already exists.
+pub fn dest_fingerprint(root: std::os::fd::BorrowedFd, sources: &[Source], dest: &str, into_dir: bool) -> Result<(String, bool)> {
+    let describe = |p: &Path| -> Result<Option<String>> {
         match open_in_root(root, p, libc::O_PATH | libc::O_NOFOLLOW) {
             Ok(fd) => {
                 let st = nix::sys::stat::fstat(&fd).ctx("stat", p)?;
@@ -334,40 +363,37 @@ pub fn dest_fingerprint(root: std::os::fd::BorrowedFd, sources: &[Source], dest:
                 } else {
                     String::new()
                 };
-                Ok(format!("{}:{:o}:{}:{}{link}", p.display(), st.st_mode, st.st_uid, st.st_gid))
+                Ok(Some(format!("{}:{:o}:{}:{}{link}", p.display(), st.st_mode, st.st_uid, st.st_gid)))
             }
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => Ok(format!("{}:absent", p.display())),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => Ok(None),
             Err(e) => Err(Error::io("stat in the image", p, e)),
         }
     };
     let mut out = Vec::new();
-    let mut prefix = PathBuf::from("/");
-    out.push(describe(&prefix)?);
-    for c in Path::new(dest).components().skip(1) {
-        prefix.push(c);
-        out.push(describe(&prefix)?);
+    for a in ancestors(dest) {
+        out.push(describe(&a)?.unwrap_or_else(|| format!("{}:absent", a.display())));
     }
-    let dest_path = PathBuf::from(dest);
-    for s in sources {
-        for e in &s.entries {
-            let target = if e.path == s.top {
-                if e.kind == Kind::Dir {
-                    dest_path.clone()
-                } else if dest.ends_with('/') || many || sources.len() > 1 {
-                    dest_path.join(&s.name)
-                } else {
-                    dest_path.clone()
-                }
-            } else {
-                dest_path.join(e.path.strip_prefix(&s.top).unwrap_or(&e.path))
-            };
-            let d = describe(&target)?;
-            if !d.ends_with(":absent") {
+    let mut existing = false;
+    for (_, target, written) in targets(sources, dest, into_dir) {
+        if written {
+            if let Some(d) = describe(&target)? {
+                existing = true;
                 out.push(d);
             }
         }
     }
-    Ok(out.join("\n"))
+    Ok((out.join("\n"), existing))
+}
+
+/// `/`, then each directory down to and including `dest`.
+pub fn ancestors(dest: &str) -> Vec<PathBuf> {
+    let mut out = vec![PathBuf::from("/")];
+    let mut prefix = PathBuf::from("/");
+    for c in Path::new(dest).components().skip(1) {
+        prefix.push(c);
+        out.push(prefix.clone());
+    }
+    out
 }
 
 /// The entries of a tree that is not the context (another stage, an
@@ -387,7 +413,7 @@ pub fn list_tree(root: &Path, top: &Path) -> Result<Vec<Entry>> {
         } else {
             return Ok(());
         };
-        out.push(Entry { path: rel.to_path_buf(), kind, mode: m.mode() & 0o7777 });
+        out.push(Entry { path: rel.to_path_buf(), kind, mode: m.mode() & 0o7777, sha256: None });
         if kind == Kind::Dir {
             let mut names: Vec<_> = std::fs::read_dir(&full).ctx("read directory", &full)?.filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
             names.sort();
@@ -413,6 +439,10 @@ pub fn from_sums(sums: &[crate::build::checksum::EntrySum]) -> Vec<Entry> {
                 EntryKind::Symlink { .. } => Kind::Symlink,
             },
             mode: s.mode,
+            sha256: match &s.kind {
+                EntryKind::File { sha256, .. } => Some(sha256.clone()),
+                _ => None,
+            },
         })
         .collect()
 }

@@ -9,6 +9,7 @@
 //! | [`stage`] | stages and their steps: FROM, metadata, the cache deciding what runs |
 //! | [`rootfs`] | the build state mounted as an overlay, paths resolved inside it |
 //! | [`copy`], [`add`] | COPY and ADD |
+//! | [`incremental`] | a COPY that re-copies only the files that changed |
 //! | [`run`] | RUN, in a container of the engine `ci-run` uses |
 //! | [`progress`] | what stderr shows |
 //!
@@ -21,6 +22,7 @@ pub mod cache;
 pub mod checksum;
 pub mod context;
 pub mod copy;
+pub mod incremental;
 pub mod progress;
 pub mod rootfs;
 pub mod run;

@@ -639,6 +639,11 @@ impl<'a> Builder<'a> {
                 let many = many || srcs.len() + downloads.len() + url_keys.len().saturating_sub(downloads.len()) > 1;
                 let step_key = format!("{keyword} {digests:?} urls={url_keys:?} {flags}");
                 let step_key_outer = format!("{step_key} mtime-clamp={:?}", self.diff_opts.clamp_mtime);
+                let family_desc = format!(
+                    "{keyword} {:?} {flags} mtime-clamp={:?}",
+                    srcs.iter().map(|s| (s.top.display().to_string(), s.name.clone())).collect::<Vec<_>>(),
+                    self.diff_opts.clamp_mtime
+                );
                 let ctx_root = self.ctx.root().to_path_buf();
                 let downloads = &mut downloads;
                 let checksum = checksum.clone();
@@ -647,6 +652,7 @@ impl<'a> Builder<'a> {
                     let lowers = b.lowers(&st.layers)?;
                     let ov = Overlay::mount(b.store, &lowers, true)?;
                     let reuse_key;
+                    let mut family = None;
                     {
                         let root = ov.root()?;
                         let owner = match &chown {
@@ -659,18 +665,41 @@ impl<'a> Builder<'a> {
                         // reuse it rather than copy again (a change before this
                         // step then re-copies only what changed).
                         let plain_copy = keyword == "COPY" && sources_all.iter().all(|s| !super::add::is_url(s));
-                        reuse_key = if plain_copy && !b.opts.no_cache {
-                            let fp = copy::dest_fingerprint(root.as_fd(), &srcs, &dest, many)?;
-                            crate::explain!("the destination as this step finds it: {fp:?}");
-                            Some(cache::chain(&cache::base("copy onto a destination"), &format!("{step_key_outer} owner={owner:?} {fp}")))
-                        } else {
-                            None
-                        };
+                        let into = copy::into_dir(root.as_fd(), srcs.len() + inline.len(), &dest, many, keyword)?;
+                        let (fp, existing) = copy::dest_fingerprint(root.as_fd(), &srcs, &dest, into)?;
+                        crate::explain!("the destination as this step finds it: {fp:?}");
+                        reuse_key = (plain_copy && !b.opts.no_cache)
+                            .then(|| cache::chain(&cache::base("copy onto a destination"), &format!("{step_key_outer} owner={owner:?} {fp}")));
                         if let Some(k) = &reuse_key {
                             if let Some(Entry { layer: Some(l), .. }) = cache::get(b.store, k) {
                                 b.progress.info(&format!("reusing layer {}: the same files were copied onto the same destination before", l.diff_id.short()));
                                 return Ok(Some(Layer::from(&l)));
                             }
+                        }
+                        // The same COPY made before from other file contents: link
+                        // what did not change from its layer, copy the rest.
+                        if plain_copy && inline.is_empty() && !existing {
+                            let tg = copy::targets(&srcs, &dest, into);
+                            let sigs = super::incremental::signatures(&ctx_root, &tg, &opts)?;
+                            let fk = cache::chain(&cache::base("copy family"), &format!("{family_desc} owner={owner:?} {fp}"));
+                            if let Some(rec) = super::incremental::load(b.store, &fk).filter(|_| !b.opts.no_cache) {
+                                let prev = crate::layer::layer_dir(b.store, &rec.layer.diff_id).join("diff");
+                                if prev.is_dir() {
+                                    let tmp = b.store.temp_dir("copy-")?;
+                                    let new = tmp.path().join("upper");
+                                    let (linked, copied) = super::incremental::build(&prev, &new, &ctx_root, &dest, &tg, &rec.files, &sigs, &opts)?;
+                                    b.progress.info(&format!("copied {copied} changed file(s); {linked} unchanged linked from layer {}", rec.layer.diff_id.short()));
+                                    let layer = b.commit_upper(tmp, &new)?;
+                                    if let Some(l) = &layer {
+                                        super::incremental::save(b.store, &fk, &super::incremental::Record { layer: StoredLayer::from(l), files: sigs })?;
+                                        if let Some(k) = &reuse_key {
+                                            cache::put(b.store, k, &Entry { layer: Some(StoredLayer::from(l)), created: None })?;
+                                        }
+                                    }
+                                    return Ok(layer);
+                                }
+                            }
+                            family = Some((fk, sigs));
                         }
                         // Archives (ADD) are extracted; everything else is copied.
                         let mut plain = Vec::new();
@@ -714,7 +743,7 @@ impl<'a> Builder<'a> {
                             let src = Source {
                                 top: PathBuf::from("file"),
                                 name: Path::new(&name).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-                                entries: vec![copy::Entry { path: PathBuf::from("file"), kind: copy::Kind::File, mode: 0o600 }],
+                                entries: vec![copy::Entry { path: PathBuf::from("file"), kind: copy::Kind::File, mode: 0o600, sha256: None }],
                             };
                             let o = copy::Options { owner, mode: Some(mode.unwrap_or(0o600)), inline_mtime };
                             copy::copy(&root, dir_src, &[src], &[], &format!("{}/", dir.display()), false, &o, keyword)?;
@@ -724,6 +753,9 @@ impl<'a> Builder<'a> {
                     let layer = b.commit_upper(tmp, &upper)?;
                     if let Some(k) = reuse_key {
                         cache::put(b.store, &k, &Entry { layer: layer.as_ref().map(StoredLayer::from), created: None })?;
+                    }
+                    if let (Some((fk, sigs)), Some(l)) = (family, &layer) {
+                        super::incremental::save(b.store, &fk, &super::incremental::Record { layer: StoredLayer::from(l), files: sigs })?;
                     }
                     Ok(layer)
                 })
