@@ -35,6 +35,27 @@ pub struct ImageObject {
     pub config: Option<serde_json::Value>,
 }
 
+/// An image that `ci-push` or `ci-pull` moved: the image (its id, so that
+/// `ci-run -` and the other `-` readers find it in the store) and where it
+/// went or came from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TransferObject {
+    /// Always "image".
+    pub kind: String,
+    /// The image id: the digest of its config.
+    pub id: Digest,
+    /// Where it was pushed to or pulled from: a registry reference
+    /// (`127.0.0.1:5000/app:1`) or a transport (`oci-archive:app.tar`).
+    pub reference: String,
+    /// The digest of its manifest there (what `NAME@DIGEST` names).
+    pub digest: Digest,
+    /// Its names in the local store, in docker's short form.
+    pub tags: Vec<String>,
+    /// Pushes only: how many blobs were sent (0 when the destination had them all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uploaded: Option<usize>,
+}
+
 /// Something that can be printed as a row of a table.
 pub trait Tabular {
     fn headers() -> &'static [&'static str];

@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod registry;
+
 pub use ci_core::testsupport::{busybox, busybox_rootfs_tar, corpora_dir, privileged, skip, strict};
 
 /// A private store root for one test, removed (mounts and all) on drop.

@@ -269,10 +269,16 @@ pub fn commit_json(store: &Store, config_json: &[u8], layers: &[Layer], tags: &[
 
 /// Name a manifest in the index (under the images lock).
 pub fn add_to_index(store: &Store, manifest: &Digest, size: u64, tags: &[Reference]) -> Result<()> {
+    add_to_index_as(store, manifest, size, MediaType::ImageManifest.as_ref(), tags)
+}
+
+/// Name a manifest of a given media type in the index: a pulled image keeps
+/// the registry's manifest as it was, Docker schema 2 included.
+pub fn add_to_index_as(store: &Store, manifest: &Digest, size: u64, media_type: &str, tags: &[Reference]) -> Result<()> {
     let _lock = store.lock(LockKind::Images)?;
     let path = store.index_path();
     let mut index = Index::load(&path)?;
-    let mt = MediaType::ImageManifest.to_string();
+    let mt = media_type.to_string();
     if tags.is_empty() {
         index.add(manifest, size, &mt, None);
     }
