@@ -170,3 +170,60 @@ fn two_layers_whiteout_and_opaque_directory() {
     let out = t.out(&["--rm", "two:1", "sh", "-c", "test -e /bin/ls && echo ls-present; ls /etc | grep -v -e hostname -e hosts -e resolv.conf; test -e /bin/cat && echo cat-present"]);
     assert_eq!(out, "only-new\ncat-present", "the whiteout hid /bin/ls, the opaque /etc hid passwd and group");
 }
+
+/// Hostile layers through `ci-run`: `../` refused with a clear error; an
+/// absolute path, a path through a symlink to `/`, and a hardlink to
+/// `/etc/passwd` all land inside the root. The host is untouched.
+#[test]
+fn hostile_layers_stay_inside() {
+    let Some(t) = setup_images() else { return };
+    let tag = format!("{}", std::process::id());
+    let passwd_before = std::fs::read("/etc/passwd").unwrap();
+    let craft = |name: &str, script: &str| -> Vec<u8> {
+        let out = t.root.path().join(format!("{name}.tar"));
+        let py = format!(
+            "import tarfile, io\nt = tarfile.open({:?}, 'w', format=tarfile.GNU_FORMAT)\n\
+             def f(n, data=b'x'):\n    i = tarfile.TarInfo(n); i.size = len(data); t.addfile(i, io.BytesIO(data))\n\
+             def l(n, to, hard=False):\n    i = tarfile.TarInfo(n); i.type = tarfile.LNKTYPE if hard else tarfile.SYMTYPE; i.linkname = to; t.addfile(i)\n{script}\nt.close()\n",
+            out.to_str().unwrap()
+        );
+        assert!(Command::new("python3").arg("-c").arg(&py).status().unwrap().success());
+        std::fs::read(out).unwrap()
+    };
+    let import = |tar: Vec<u8>, name: &str| {
+        // A two-layer image: busybox, then the hostile layer.
+        let store = Store::open(t.root.path()).unwrap();
+        let mut layers = Vec::new();
+        for data in [t.tar.clone(), tar] {
+            let (d, size) = store.put_blob(&data).unwrap();
+            layers.push(Layer { blob: d.clone(), size, media_type: LAYER_TAR.to_string(), diff_id: d });
+        }
+        let config = image::config::new_config(layers.iter().map(|l| l.diff_id.to_string()).collect(), vec![("a".into(), String::new()), ("b".into(), String::new())], "2026-01-01T00:00:00Z");
+        image::commit(&store, &config, &layers, &[Reference::parse(name).unwrap()]).unwrap();
+    };
+    let escape = format!("ci-escape-{tag}");
+    import(craft("dotdot", &format!("f('../../../../tmp/{escape}')")), "dotdot:1");
+    let o = t.run(&["--rm", "dotdot:1", "true"]);
+    assert_eq!(code(&o), 125, "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains(".."), "a clear error naming the entry: {}", text(&o.stderr));
+    assert!(!Path::new(&format!("/tmp/{escape}")).exists());
+
+    let abs = format!("ci-abs-{tag}");
+    let pwn = format!("ci-pwn-{tag}");
+    import(
+        craft("inside", &format!("f('/tmp/{abs}')\nl('rootlink', '/')\nf('rootlink/tmp/{pwn}')")),
+        "inside:1",
+    );
+    let o = t.run(&["--rm", "inside:1", "sh", "-c", &format!("ls /tmp/{abs} /tmp/{pwn}")]);
+    let s = text(&o.stdout);
+    assert!(o.status.success() && s.contains(&format!("/tmp/{abs}")) && s.contains(&format!("/tmp/{pwn}")), "inside the root: {s} {}", text(&o.stderr));
+    for p in [format!("/tmp/{abs}"), format!("/tmp/{pwn}")] {
+        assert!(!Path::new(&p).exists(), "{p} appeared on the host");
+    }
+    // A hardlink to /etc/passwd (not an entry of its layer), then a write through it: refused, clearly.
+    import(craft("hardlink", "l('hl', '/etc/passwd', hard=True)\nf('hl', b'root::0:0::/:/bin/sh\\n')"), "hardlink:1");
+    let o = t.run(&["--rm", "hardlink:1", "true"]);
+    assert_eq!(code(&o), 125);
+    assert!(text(&o.stderr).contains("hardlink target \"/etc/passwd\""), "{}", text(&o.stderr));
+    assert_eq!(std::fs::read("/etc/passwd").unwrap(), passwd_before, "host /etc/passwd untouched");
+}
