@@ -227,3 +227,18 @@ fn hostile_layers_stay_inside() {
     assert!(text(&o.stderr).contains("hardlink target \"/etc/passwd\""), "{}", text(&o.stderr));
     assert_eq!(std::fs::read("/etc/passwd").unwrap(), passwd_before, "host /etc/passwd untouched");
 }
+
+/// CVE-2024-21626 with WORKDIR in the image, and CVE-2022-23648: an image
+/// config's Volumes ("", "/", "../../etc") expose nothing of the host.
+#[test]
+fn hostile_image_configs() {
+    let Some(t) = setup_images() else { return };
+    t.import("wd:1", &["WORKDIR /proc/self/fd/7"]);
+    let o = t.run(&["--rm", "wd:1", "pwd"]);
+    assert_eq!(code(&o), 125, "{}", text(&o.stdout));
+    assert!(text(&o.stderr).contains("symbolic link"), "{}", text(&o.stderr));
+    t.import("vol:1", &[r#"VOLUME ["/", "../../etc", "/proc/../.."]"#]);
+    let out = t.out(&["--rm", "vol:1", "sh", "-c", "cat /proc/mounts; test -e /work && echo HOST; true"]);
+    assert!(!out.contains("HOST"));
+    assert!(!out.lines().any(|l| l.starts_with("/dev/") && !l.contains("/etc/")), "no host directory is mounted: {out}");
+}
