@@ -26,6 +26,7 @@ pub mod layer;
 pub mod lock;
 pub mod object;
 pub mod reference;
+pub mod runtime;
 pub mod store;
 #[doc(hidden)]
 pub mod testsupport;

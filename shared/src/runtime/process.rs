@@ -1,0 +1,259 @@
+//! The parent's side of a container's process: clone the child into its
+//! namespaces, do what must be done from outside (the cgroup), release it,
+//! follow its report up to the execve, then stay with it: forward signals,
+//! relay the terminal, and collect its exit status.
+//!
+//! Signals: SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1/2 and SIGALRM sent to
+//! ci-run go to the container's PID 1 (through its pidfd, so never to a
+//! recycled pid). Like `docker run` without `--init`, a PID 1 that installs
+//! no handler for a signal ignores it: that is the kernel's rule for init.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use super::channel::{Channel, FromChild, ToChild};
+use super::init::{self, Plan};
+use super::user::ExecUser;
+use super::{namespaces, pty, sys};
+use crate::error::{Error, IoContext, Result};
+
+/// The signals ci-run passes on to the container (plus SIGWINCH for -t).
+const FORWARDED: [Signal; 8] = [
+    Signal::SIGHUP, Signal::SIGINT, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGTERM, Signal::SIGALRM, Signal::SIGWINCH,
+];
+
+/// Block the forwarded signals (before the clone, so none is lost) and
+/// return a signalfd that receives them.
+pub fn catch_signals() -> Result<SignalFd> {
+    let mut set = SigSet::empty();
+    for s in FORWARDED {
+        set.add(s);
+    }
+    set.thread_block().map_err(|e| Error::io("block signals", "ci-run", e.into()))?;
+    SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).map_err(|e| Error::io("signalfd", "ci-run", e.into()))
+}
+
+/// A container process that reached its execve.
+pub struct Child {
+    pub pid: i32,
+    pidfd: OwnedFd,
+    pub pty: Option<OwnedFd>,
+    pub user: Option<ExecUser>,
+    /// The program that was exec'd (resolved through $PATH).
+    pub exe: String,
+}
+
+/// Why the container's command did not start: the message and the exit status.
+#[derive(Debug)]
+pub struct StartFailure {
+    pub message: String,
+    pub code: i32,
+}
+
+/// Clone the child and run the init plan in it. `outside` runs in the
+/// parent once the child's pid is known and before the child may go on
+/// (it joins the cgroup, records the pid).
+pub fn start(plan: &Plan, outside: impl FnOnce(i32) -> Result<()>) -> Result<std::result::Result<Child, StartFailure>> {
+    let linux = plan.spec.linux().clone().unwrap_or_default();
+    let flags = namespaces::clone_flags(linux.namespaces().as_deref().unwrap_or_default())?;
+    let (ours, theirs) = Channel::pair()?;
+    namespaces::explain_clone(flags);
+    // SAFETY: ci-run is single-threaded up to here (no thread is ever spawned
+    // before a container starts), so the child is a complete copy.
+    let cloned = unsafe { sys::clone_with_pidfd(flags) }.map_err(|e| {
+        Error::io("clone", "container init", e).hint("creating namespaces needs root (CAP_SYS_ADMIN)")
+    })?;
+    let Some((pid, pidfd)) = cloned else {
+        drop(ours);
+        init::run(plan, theirs);
+    };
+    drop(theirs);
+    super::profile::mark("cloned");
+    let mut child = Child { pid, pidfd, pty: None, user: None, exe: String::new() };
+    if let Err(e) = outside(pid) {
+        child.kill(libc::SIGKILL);
+        let _ = child.wait_status();
+        return Err(e);
+    }
+    // If the child already failed it has closed its end: its report is
+    // waiting in the socket, so a failed send is not the story to tell.
+    let _ = ours.send(&ToChild::Go, None);
+    let mut exec_sent = false;
+    loop {
+        match ours.recv::<FromChild>() {
+            Ok(Some((FromChild::Pty, fd))) => child.pty = fd,
+            Ok(Some((FromChild::User(u), _))) => child.user = Some(u),
+            Ok(Some((FromChild::Exec { path }, _))) => {
+                exec_sent = true;
+                child.exe = path;
+            }
+            Ok(Some((FromChild::Failed { message, code }, _))) => {
+                let _ = child.wait_status();
+                return Ok(Err(StartFailure { message, code }));
+            }
+            Ok(None) if exec_sent => return Ok(Ok(child)),
+            Ok(None) => {
+                let status = child.wait_status().map(describe_status).unwrap_or_else(|e| e.to_string());
+                return Ok(Err(StartFailure { message: format!("the container's init died before starting the command ({status})"), code: 125 }));
+            }
+            Err(e) => {
+                child.kill(libc::SIGKILL);
+                let _ = child.wait_status();
+                return Err(e);
+            }
+        }
+    }
+}
+
+fn describe_status(code: i32) -> String {
+    if code > 128 {
+        format!("killed by signal {}", code - 128)
+    } else {
+        format!("exit status {code}")
+    }
+}
+
+impl Child {
+    pub fn pidfd(&self) -> BorrowedFd<'_> {
+        self.pidfd.as_fd()
+    }
+
+    /// Send a signal to the container's PID 1 through its pidfd.
+    pub fn kill(&self, sig: i32) {
+        // SAFETY: pidfd_send_signal with our own pidfd and no siginfo.
+        unsafe { libc::syscall(libc::SYS_pidfd_send_signal, self.pidfd.as_raw_fd(), sig, std::ptr::null::<libc::siginfo_t>(), 0) };
+    }
+
+    /// Reap the child: its exit status, or 128+N if killed by signal N.
+    pub fn wait_status(&self) -> Result<i32> {
+        loop {
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            const P_PIDFD: libc::idtype_t = 3;
+            // SAFETY: waitid with a valid siginfo buffer.
+            let r = unsafe { libc::waitid(P_PIDFD, self.pidfd.as_raw_fd() as libc::id_t, &mut info, libc::WEXITED) };
+            if r < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                return Err(Error::io("wait for", format!("container process {}", self.pid), e));
+            }
+            // SAFETY: waitid filled a CLD_* siginfo.
+            let (code, status) = unsafe { (info.si_code, info.si_status()) };
+            return Ok(if code == libc::CLD_EXITED { status } else { 128 + status });
+        }
+    }
+
+    /// Stay with the container until it exits: forward signals, relay the
+    /// terminal (`-t`, with stdin when `interactive`), then reap it.
+    pub fn supervise(&mut self, signals: &SignalFd, interactive: bool) -> Result<i32> {
+        let stdin = std::io::stdin();
+        let stdout = std::io::stdout();
+        let _raw = match (&self.pty, interactive) {
+            (Some(m), _) => {
+                pty::copy_window_size(stdout.as_fd(), m.as_fd());
+                if interactive { pty::RawMode::enter(stdin.as_fd()) } else { None }
+            }
+            _ => None,
+        };
+        let mut stdin_open = self.pty.is_some() && interactive;
+        let mut master_open = self.pty.is_some();
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let mut fds = vec![PollFd::new(self.pidfd.as_fd(), PollFlags::POLLIN), PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+            let master = self.pty.as_ref().map(|m| m.as_fd());
+            if let (Some(m), true) = (master, master_open) {
+                fds.push(PollFd::new(m, PollFlags::POLLIN));
+            }
+            let stdin_idx = fds.len();
+            if stdin_open {
+                fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+            }
+            match nix::poll::poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(Error::io("poll", "container", e.into())),
+            }
+            let ready = |i: usize| fds.get(i).and_then(|f| f.revents()).map(|r| !r.is_empty()).unwrap_or(false);
+            let (exited, got_signal, master_ready, stdin_ready) = (ready(0), ready(1), master_open && ready(2), stdin_open && ready(stdin_idx));
+            drop(fds);
+            if got_signal {
+                while let Ok(Some(si)) = signals.read_signal() {
+                    let sig = si.ssi_signo as i32;
+                    if sig == libc::SIGWINCH {
+                        if let Some(m) = &self.pty {
+                            pty::copy_window_size(stdout.as_fd(), m.as_fd());
+                        }
+                    } else {
+                        self.kill(sig);
+                    }
+                }
+            }
+            if master_ready {
+                master_open = self.relay_output(&mut buf)?;
+            }
+            if stdin_ready {
+                let n = stdin.lock().read(&mut buf).unwrap_or(0);
+                if n == 0 {
+                    stdin_open = false;
+                } else if let Some(m) = &self.pty {
+                    write_all_fd(m.as_fd(), &buf[..n]);
+                }
+            }
+            if exited {
+                break;
+            }
+        }
+        if let Some(m) = &self.pty {
+            // What the container wrote just before it exited is still in the pty.
+            let _ = nix::fcntl::fcntl(m, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
+            while master_open {
+                master_open = self.relay_output(&mut buf)?;
+            }
+        }
+        self.wait_status()
+    }
+
+    /// Copy what the pty master has to stdout; false once it is closed (EIO).
+    fn relay_output(&self, buf: &mut [u8]) -> Result<bool> {
+        let Some(m) = &self.pty else { return Ok(false) };
+        match nix::unistd::read(m, buf) {
+            Ok(0) | Err(nix::errno::Errno::EIO) | Err(nix::errno::Errno::EAGAIN) => Ok(false),
+            Ok(n) => {
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(&buf[..n]).and_then(|()| out.flush());
+                Ok(true)
+            }
+            Err(nix::errno::Errno::EINTR) => Ok(true),
+            Err(e) => Err(Error::io("read", "the container's terminal", e.into())),
+        }
+    }
+}
+
+fn write_all_fd(fd: BorrowedFd, mut data: &[u8]) {
+    while !data.is_empty() {
+        match nix::unistd::write(fd, data) {
+            Ok(n) => data = &data[n..],
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return,
+        }
+    }
+}
+
+/// The start time of a process (field 22 of /proc/PID/stat, in clock
+/// ticks since boot): with the pid it names the process uniquely, even
+/// after the pid is reused.
+pub fn start_time(pid: i32) -> Result<u64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).ctx("read", &path)?;
+    // The command name (field 2) may hold spaces and parentheses: skip past the last ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    rest.split_whitespace()
+        .nth(19)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Error::Corrupt(format!("{path}: no start time field")))
+}

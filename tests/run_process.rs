@@ -1,0 +1,265 @@
+//! The container's process: exit statuses, signals, environment, working
+//! directory, users and groups, the container record, the terminal.
+
+mod run_common;
+use run_common::*;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+#[test]
+fn exit_statuses_pass_through() {
+    let Some(b) = setup("containers") else { return };
+    assert_eq!(code(&b.run(&["--rm"], &["true"])), 0);
+    assert_eq!(code(&b.run(&["--rm"], &["sh", "-c", "exit 3"])), 3);
+    let nf = b.run(&["--rm"], &["pytohn"]);
+    assert_eq!(code(&nf), 127);
+    assert!(text(&nf.stderr).contains("ci-run: error: \"pytohn\": executable file not found in $PATH"), "{}", text(&nf.stderr));
+    let nf = b.run(&["--rm"], &["/no/such"]);
+    assert_eq!(code(&nf), 127, "{}", text(&nf.stderr));
+    assert!(text(&nf.stderr).contains("no such file or directory"));
+    let ne = b.run(&["--rm"], &["/etc/passwd"]);
+    assert_eq!(code(&ne), 126);
+    assert!(text(&ne.stderr).contains("permission denied"), "{}", text(&ne.stderr));
+    let dir = b.run(&["--rm"], &["/etc"]);
+    assert_eq!(code(&dir), 126);
+    // Killed by SIGKILL (from outside: PID 1 cannot be killed from inside its own namespace).
+    let mut child = Running(b.command(&b.rootfs, &["--rm"], &["sh", "-c", "echo up; exec sleep 100"]).stdout(Stdio::piped()).spawn().unwrap());
+    let mut line = String::new();
+    BufReader::new(child.0.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let state: serde_json::Value = serde_json::from_slice(&wait_for_file(&b.containers()[0].join("state.json"))).unwrap();
+    unsafe { libc::kill(state["pid"].as_i64().unwrap() as i32, libc::SIGKILL) };
+    assert_eq!(child.0.wait().unwrap().code(), Some(137));
+    let bad = b.run(&["--rm", "--user", "nosuchuser"], &["true"]);
+    assert_eq!(code(&bad), 125);
+    assert!(text(&bad.stderr).contains("unable to find user nosuchuser"), "{}", text(&bad.stderr));
+    assert!(b.containers().is_empty());
+}
+
+/// SIGTERM, SIGINT and SIGHUP sent to ci-run reach the container's PID 1.
+#[test]
+fn signals_are_forwarded_to_pid_1() {
+    let Some(b) = setup("containers") else { return };
+    for (sig, exit) in [(libc::SIGTERM, 42), (libc::SIGINT, 43), (libc::SIGHUP, 44), (libc::SIGUSR1, 45)] {
+        let name = match sig {
+            libc::SIGTERM => "TERM",
+            libc::SIGINT => "INT",
+            libc::SIGHUP => "HUP",
+            _ => "USR1",
+        };
+        let script = format!("trap 'exit {exit}' {name}; echo ready; while :; do sleep 0.05; done");
+        let mut child = Running(b.command(&b.rootfs, &["--rm"], &["sh", "-c", &script]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap());
+        let mut line = String::new();
+        BufReader::new(child.0.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready");
+        unsafe { libc::kill(child.0.id() as i32, sig) };
+        let status = child.0.wait().unwrap();
+        assert_eq!(status.code(), Some(exit), "SIG{name}");
+    }
+    assert!(b.containers().is_empty());
+}
+
+#[test]
+fn environment_as_docker_builds_it() {
+    let Some(b) = setup("containers") else { return };
+    let envfile = b.root.path().join("env.list");
+    std::fs::write(&envfile, "# comment\nFROM_FILE=yes\n\nOVERRIDE=file\n").unwrap();
+    let mut c = b.command(&b.rootfs, &["--rm", "--hostname", "hh", "-e", "A=1", "-e", "PASSED", "-e", "UNSET_HERE", "--env-file", envfile.to_str().unwrap(), "-e", "OVERRIDE=flag"], &["env"]);
+    c.env("PASSED", "from-host").env_remove("UNSET_HERE");
+    let out = c.output().unwrap();
+    let env = text(&out.stdout);
+    for want in ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME=hh", "A=1", "PASSED=from-host", "FROM_FILE=yes", "OVERRIDE=flag", "HOME=/root"] {
+        assert!(env.lines().any(|l| l == want), "{want} in:\n{env}");
+    }
+    assert!(!env.contains("UNSET_HERE") && !env.contains("TERM="), "{env}");
+    // Another user's HOME comes from its passwd entry.
+    assert!(b.sh(&["-u", "daemon"], "echo $HOME").trim() == "/usr/sbin");
+}
+
+#[test]
+fn working_directory_is_created_inside_the_root() {
+    let Some(b) = setup("containers") else { return };
+    assert_eq!(b.sh(&["-w", "/new/dir"], "pwd").trim(), "/new/dir");
+    let bad = b.run(&["--rm", "-w", "relative"], &["pwd"]);
+    assert_eq!(code(&bad), 125);
+    // CVE-2026-55686: /app -> a host directory; -w /app/sub is made inside the rootfs.
+    let sentinel = b.root.path().join("host-sentinel");
+    std::fs::create_dir(&sentinel).unwrap();
+    let r = b.variant("rootfs-app");
+    std::os::unix::fs::symlink(&sentinel, r.join("app")).unwrap();
+    let out = b.run_in(&r, &["--rm", "-w", "/app/sub"], &["pwd"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_dir(&sentinel).unwrap().count(), 0, "nothing created in the host directory");
+}
+
+#[test]
+fn users_by_name_and_number_and_the_groups_matrix() {
+    let Some(b) = setup("containers") else { return };
+    let id = |flags: &[&str]| b.sh(flags, "id").trim().to_string();
+    // containerd's matrix for CVE-2023-25173 (busybox /etc/group), as docker prints it.
+    assert_eq!(id(&[]), "uid=0(root) gid=0(root) groups=0(root),10(wheel)");
+    assert_eq!(id(&["--group-add", "1", "--group-add", "1234"]), "uid=0(root) gid=0(root) groups=0(root),1(daemon),10(wheel),1234");
+    assert_eq!(id(&["--user", "1234"]), "uid=1234 gid=0(root) groups=0(root)");
+    assert_eq!(id(&["--user", "1234:1234"]), "uid=1234 gid=1234 groups=1234");
+    assert_eq!(id(&["--user", "1234", "--group-add", "1234"]), "uid=1234 gid=0(root) groups=0(root),1234");
+    assert_eq!(id(&["--user", "daemon"]), "uid=1(daemon) gid=1(daemon) groups=1(daemon)");
+    assert_eq!(id(&["--user", "daemon", "--group-add", "1234"]), "uid=1(daemon) gid=1(daemon) groups=1(daemon),1234");
+    assert_eq!(id(&["--user", "nobody:tty"]), "uid=65534(nobody) gid=5(tty) groups=5(tty)");
+}
+
+/// CVE-2016-3697, CVE-2024-40635, CVE-2026-46680, CVE-2024-9676.
+#[test]
+fn hostile_users_never_become_root() {
+    let Some(b) = setup("containers") else { return };
+    let r = b.variant("rootfs-1234");
+    let mut pw = std::fs::read_to_string(r.join("etc/passwd")).unwrap();
+    pw.push_str("1234:x:0:0:evil:/:/bin/sh\napp:x:1000:1000::/:/bin/sh\n");
+    std::fs::write(r.join("etc/passwd"), pw).unwrap();
+    assert_eq!(text(&b.run_in(&r, &["--rm", "--user", "1234"], &["id", "-u"]).stdout).trim(), "1234");
+    for bad in ["2147483648", "4294967296:0", "99999999999999999999", "-1"] {
+        let out = b.run_in(&r, &["--rm", "--user", bad], &["id", "-u"]);
+        assert_eq!(code(&out), 125, "--user {bad}: {}", text(&out.stdout));
+        assert!(text(&out.stderr).contains("out of range"), "{}", text(&out.stderr));
+    }
+    // /etc/passwd -> /dev/zero: a clear error, fast.
+    let z = b.variant("rootfs-zero");
+    std::fs::remove_file(z.join("etc/passwd")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", z.join("etc/passwd")).unwrap();
+    let t = Instant::now();
+    let out = b.run_in(&z, &["--rm", "--user", "app"], &["true"]);
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert_eq!(code(&out), 125);
+    assert!(text(&out.stderr).contains("/etc/passwd") && text(&out.stderr).contains("character device"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn the_container_record() {
+    let Some(b) = setup("containers") else { return };
+    let out = b.run(&["--name", "keeper", "-l", "team=a"], &["sh", "-c", "exit 4"]);
+    assert_eq!(code(&out), 4);
+    let dirs = b.containers();
+    assert_eq!(dirs.len(), 1);
+    let rec: serde_json::Value = serde_json::from_slice(&std::fs::read(dirs[0].join("container.json")).unwrap()).unwrap();
+    assert_eq!(rec["kind"], "container");
+    assert_eq!(rec["name"], "keeper");
+    assert_eq!(rec["state"], "exited");
+    assert_eq!(rec["exit_code"], 4);
+    assert_eq!(rec["labels"]["team"], "a");
+    assert_eq!(rec["id"].as_str().unwrap().len(), 64);
+    let spec: serde_json::Value = serde_json::from_slice(&std::fs::read(dirs[0].join("config.json")).unwrap()).unwrap();
+    assert_eq!(spec["process"]["args"], serde_json::json!(["sh", "-c", "exit 4"]));
+    assert_eq!(spec["process"]["user"]["additionalGids"], serde_json::json!([0, 10]));
+    assert!(spec["linux"]["seccomp"]["syscalls"].as_array().unwrap().len() > 5);
+    assert!(!dirs[0].join("state.json").exists(), "no live process state after exit");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&dirs[0]).unwrap().permissions().mode() & 0o777, 0o700);
+    // Names are unique.
+    let clash = b.run(&["--name", "keeper"], &["true"]);
+    assert_eq!(code(&clash), 125);
+    assert!(text(&clash.stderr).contains("\"keeper\" is already in use"), "{}", text(&clash.stderr));
+    let bad = b.run(&["--name", "no/slash"], &["true"]);
+    assert_eq!(code(&bad), 125);
+    assert_eq!(b.containers().len(), 1);
+}
+
+/// CVE-2019-5736: the container can run /proc/self/exe, but what it runs is
+/// a read-only copy of ci-run, and the binary on the host is unchanged.
+#[test]
+fn proc_self_exe_cannot_reach_the_host_binary() {
+    let Some(b) = setup("containers") else { return };
+    let bin = tool_path("ci-run");
+    let before = std::fs::read(&bin).unwrap();
+    // Give the rootfs ci-run's shared libraries, so the container really can run it.
+    let r = b.variant("rootfs-exe");
+    let ldd = std::process::Command::new("ldd").arg(&bin).output().unwrap();
+    for lib in text(&ldd.stdout).split_whitespace().filter(|w| w.starts_with('/')) {
+        let dest = r.join(lib.trim_start_matches('/'));
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(lib, &dest).unwrap();
+    }
+    let out = b.run_in(&r, &["--rm"], &["/proc/self/exe", "--version"]);
+    assert!(text(&out.stdout).contains("ci-run"), "the container ran ci-run: {} {}", text(&out.stdout), text(&out.stderr));
+    // A script whose interpreter is /proc/self/exe, and a write attempt from inside.
+    std::fs::write(r.join("bin/evil"), "#!/proc/self/exe\n").unwrap();
+    std::fs::set_permissions(r.join("bin/evil"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let _ = b.run_in(&r, &["--rm"], &["/bin/evil"]);
+    let out = b.run_in(&r, &["--rm"], &["sh", "-c", "for p in /proc/[0-9]*; do readlink $p/exe; echo x >> $p/exe 2>/dev/null && echo WROTE $p; done"]);
+    assert!(!text(&out.stdout).contains("WROTE"), "{}", text(&out.stdout));
+    // While a container runs, ci-run's own binary is not writable through /proc/PID/exe.
+    let mut child = Running(b.command(&b.rootfs, &["--rm", "-i"], &["sh", "-c", "echo up; read x"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap());
+    let mut line = String::new();
+    BufReader::new(child.0.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    // The attack: hold the running binary open, wait until it exits (no more
+    // ETXTBSY), then reopen it for writing through the held descriptor.
+    let exe = format!("/proc/{}/exe", child.0.id());
+    let held = std::fs::File::open(&exe).unwrap();
+    let st = nix::sys::statvfs::fstatvfs(&held).unwrap();
+    assert!(st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY), "ci-run runs from a read-only mount");
+    drop(child.0.stdin.take());
+    child.0.wait().unwrap();
+    let again = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&held));
+    // Other tests may be running ci-run at this moment (the same inode: ETXTBSY
+    // comes first); the lasting refusal is EROFS. Never may it open.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let err = std::fs::OpenOptions::new().write(true).open(&again).expect_err("ci-run's binary opened for writing from a container's view");
+        match err.raw_os_error() {
+            Some(libc::EROFS) => break,
+            Some(libc::ETXTBSY) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => panic!("reopening ci-run for writing: {err}"),
+        }
+    }
+    assert_eq!(std::fs::read(&bin).unwrap(), before, "ci-run on the host is unchanged");
+}
+
+/// -it under a real pty: typed lines are echoed and run; Ctrl-C reaches the container.
+#[test]
+fn terminal_echo_and_ctrl_c() {
+    let Some(b) = setup("containers") else { return };
+    let run_pty = |script: &str, input: &[&[u8]], expect: &[&str]| -> (String, i32) {
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let slave = pty.slave;
+        let mut c = b.command(&b.rootfs, &["--rm", "-it"], &["sh", "-c", script]);
+        let s = std::os::fd::AsRawFd::as_raw_fd(&slave);
+        c.stdin(Stdio::from(slave.try_clone().unwrap())).stdout(Stdio::from(slave.try_clone().unwrap())).stderr(Stdio::from(slave.try_clone().unwrap()));
+        use std::os::unix::process::CommandExt;
+        unsafe {
+            c.pre_exec(move || {
+                libc::setsid();
+                libc::ioctl(s, libc::TIOCSCTTY, 0);
+                Ok(())
+            });
+        }
+        let mut child = Running(c.spawn().unwrap());
+        drop(slave);
+        let mut master = std::fs::File::from(pty.master);
+        let mut seen = String::new();
+        let mut buf = [0u8; 4096];
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut wait_for = |want: &str, master: &mut std::fs::File, seen: &mut String| {
+            while !seen.contains(want) {
+                assert!(Instant::now() < deadline, "waiting for {want:?}; saw {seen:?}");
+                let n = master.read(&mut buf).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        };
+        wait_for(expect[0], &mut master, &mut seen);
+        for (i, inp) in input.iter().enumerate() {
+            master.write_all(inp).unwrap();
+            wait_for(expect[i + 1], &mut master, &mut seen);
+        }
+        let status = child.0.wait().unwrap();
+        (seen, status.code().unwrap_or(-1))
+    };
+    // A shell that reads a line: the echo of what we type, then its output.
+    let (seen, code) = run_pty("echo ready; read line; echo \"got:$line\"; tty; exit 5", &[b"hello pty\r"], &["ready", "got:hello pty"]);
+    assert!(seen.contains("hello pty"), "typed text is echoed: {seen:?}");
+    assert_eq!(code, 5, "{seen:?}");
+    // Ctrl-C: the terminal turns it into SIGINT for the container.
+    let (seen, code) = run_pty("trap 'echo got-int; exit 7' INT; echo ready; while :; do sleep 0.05; done", &[b"\x03"], &["ready", "got-int"]);
+    assert_eq!(code, 7, "{seen:?}");
+}

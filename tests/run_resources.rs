@@ -1,0 +1,81 @@
+//! The container's cgroup: limits, the devices allow-list, read-only
+//! cgroup mounts, and nothing left behind.
+
+mod run_common;
+use run_common::*;
+
+use std::os::unix::fs::MetadataExt;
+
+/// Directories named `ci/<id>` in any mounted cgroup hierarchy.
+fn leftover_cgroups(id_prefix: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let ci = e.path().join("ci");
+        if let Ok(rd) = std::fs::read_dir(&ci) {
+            for c in rd.flatten() {
+                let n = c.file_name().to_string_lossy().to_string();
+                if c.path().is_dir() && n.starts_with(id_prefix) {
+                    out.push(c.path().display().to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn memory_limit_kills_a_hog_with_137() {
+    let Some(b) = setup("containers") else { return };
+    let out = b.run(&["--name", "hog", "--memory", "32m"], &["sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max; x=aaaaaaaaaaaaaaaa; while :; do x=$x$x; done"]);
+    assert_eq!(code(&out), 137, "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "33554432");
+    let id = b.containers()[0].file_name().unwrap().to_string_lossy().to_string();
+    assert!(leftover_cgroups(&id).is_empty(), "the cgroup is removed with the process");
+}
+
+#[test]
+fn pids_limit_stops_a_fork_loop() {
+    let Some(b) = setup("containers") else { return };
+    // Shell builtins only once the limit is reached: no fork is needed to report.
+    let out = b.sh(&["--pids-limit", "20"], "(i=0; while [ $i -lt 60 ]; do sleep 30 & i=$((i+1)); done) 2>/dev/null; read n < /sys/fs/cgroup/pids/pids.current; read m < /sys/fs/cgroup/pids/pids.max; read e < /sys/fs/cgroup/pids/pids.events; echo $n $m $e");
+    let f: Vec<&str> = out.split_whitespace().collect();
+    let n: u32 = f[0].parse().unwrap();
+    assert!(n <= 20 && n >= 15, "the fork loop stopped at the limit: {out}");
+    assert_eq!(f[1], "20");
+    assert!(f[2] == "max" && f[3].parse::<u32>().unwrap() > 0, "forks were refused: {out}");
+}
+
+#[test]
+fn cgroup_mounts_are_read_only_and_show_the_containers_own_cgroup() {
+    let Some(b) = setup("containers") else { return };
+    let out = b.sh(&[], "grep cgroup /proc/mounts; cat /proc/self/cgroup; mkdir /sys/fs/cgroup/memory/x 2>&1 && echo MADE; true");
+    for l in out.lines().filter(|l| l.contains(" cgroup") || l.contains("/sys/fs/cgroup ")) {
+        assert!(l.split(' ').nth(3).unwrap().split(',').any(|o| o == "ro"), "every cgroup mount is ro: {l}");
+    }
+    assert!(out.lines().any(|l| l.contains(" cgroup ")), "{out}");
+    for l in out.lines().filter(|l| l.contains(":/") && l.split(':').count() == 3) {
+        assert!(l.ends_with(":/"), "the cgroup namespace roots it at the container's cgroup: {l}");
+    }
+    assert!(!out.contains("MADE"));
+}
+
+/// CAP_MKNOD is in the default set, so the devices cgroup is what keeps a
+/// container from reading the host's disk.
+#[test]
+fn devices_outside_the_allow_list_cannot_be_opened() {
+    let Some(b) = setup("containers") else { return };
+    let rdev = std::fs::metadata("/").unwrap().dev();
+    let (major, minor) = (libc::major(rdev), libc::minor(rdev));
+    let r = b.variant("rootfs-dev");
+    // A char device shipped in the image (1:1 is /dev/mem).
+    nix::sys::stat::mknod(&r.join("mem"), nix::sys::stat::SFlag::S_IFCHR, nix::sys::stat::Mode::from_bits_truncate(0o666), libc::makedev(1, 1)).unwrap();
+    let script = format!("mknod /tmp/disk b {major} {minor}; head -c 1 /tmp/disk > /dev/null; echo disk=$?; head -c 1 /mem > /dev/null; echo mem=$?; head -c 1 /dev/zero > /dev/null; echo zero=$?");
+    let out = b.run_in(&r, &["--rm"], &["sh", "-c", &script]);
+    let s = text(&out.stdout);
+    let e = text(&out.stderr);
+    assert!(s.contains("disk=1") && s.contains("mem=1") && s.contains("zero=0"), "{s}\n{e}");
+    assert!(e.matches("Operation not permitted").count() >= 2, "{e}");
+    // --device adds one.
+    let out = b.run_in(&r, &["--rm", "--device", "/dev/null:/dev/extra-null"], &["sh", "-c", "echo x > /dev/extra-null && echo ok"]);
+    assert!(text(&out.stdout).contains("ok"), "{} {}", text(&out.stdout), text(&out.stderr));
+}
