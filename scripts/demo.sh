@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The main job, as far as ci does it today: make an image from the host's
-# busybox, then look at it with the tools. Each step prints the command.
+# The main job: make an image from the host's busybox, look at it with
+# the tools, and run a container from it. Each step prints the command.
 set -euo pipefail
 bin=$(cd "$1" && pwd); root=$2
 export PATH="$bin:$PATH" CIROOT="$root"
@@ -15,6 +15,8 @@ echo 'root:x:0:0:root:/root:/bin/sh' > "$work/rootfs/etc/passwd"
 echo 'root:x:0:' > "$work/rootfs/etc/group"
 tar -C "$work/rootfs" -czf "$work/busybox.tar.gz" .
 
+# A fresh demo store each time (never the real /var/lib/ci).
+rm -rf "$CIROOT"
 echo "store: $CIROOT"
 step ci-build import --tag busybox:demo "$work/busybox.tar.gz"
 step ci-build ls --format table
@@ -22,4 +24,7 @@ step ci-build tag busybox:demo demo/app:1
 step ci-build history --format table demo/app:1
 echo; echo '$ ci-build inspect demo/app:1 | head -c 400'
 ci-build inspect --format json demo/app:1 | head -c 400; echo ...
+echo
+echo "Run it: a process in its own namespaces, on an overlay of the image's layer."
+step ci-run --rm --hostname demo demo/app:1 sh -c 'echo "hello from $(hostname)"; echo "I am PID $$; the processes I can see:"; ps'
 echo; echo "The store is an OCI image layout: skopeo inspect oci:$CIROOT/images:docker.io/library/busybox:demo"

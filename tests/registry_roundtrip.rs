@@ -63,6 +63,10 @@ fn push_repush_mount_and_pull_back() {
     assert_eq!(ls.len(), 1);
     assert_eq!(ls[0]["digest"], digest.as_str());
     cmd(&root, "ci-build").arg("fsck").assert().success();
+    // And it runs: its gzip layer (stored as the registry served it) unpacks and boots.
+    let ran = cmd(&root, "ci-run").args(["--rm", &name, "sh", "-c", "echo pulled-and-running; cat /etc/passwd"]).assert().success();
+    let out = String::from_utf8_lossy(&ran.get_output().stdout).to_string();
+    assert!(out.starts_with("pulled-and-running\nroot:x:0:0:"), "{out}");
     // The pulled image goes back out as it came: same digest, nothing uploaded.
     let back = one(&cmd(&root, "ci-push").args([&name, &format!("{}/back:1", reg.host())]).assert().success());
     assert_eq!((back["digest"].as_str(), back["uploaded"].as_u64()), (Some(digest.as_str()), Some(0)));

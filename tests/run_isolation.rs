@@ -192,3 +192,16 @@ fn twenty_containers_at_once() {
     }
     assert!(b.containers().is_empty());
 }
+
+/// --explain prints the recipe: each kernel step with its shell equivalent.
+#[test]
+fn explain_prints_the_recipe() {
+    let Some(b) = setup("containers") else { return };
+    let out = b.run(&["--rm", "--explain", "--memory", "64m"], &["true"]);
+    assert!(out.status.success());
+    let e = text(&out.stderr);
+    for step in ["unshare --mount --pid --fork", "mount -t overlay overlay -o lowerdir=", "mount -t proc", "mount -t devpts", "pivot_root . .", "hostname ", "capsh --drop", "seccomp filter", "exec true", "memory.limit_in_bytes", "mount -t cgroup"] {
+        assert!(e.contains(step), "--explain shows {step:?}:\n{e}");
+    }
+    assert!(text(&out.stdout).is_empty(), "explanations go to stderr only");
+}

@@ -30,7 +30,8 @@
 //!   writes the limits; on error nothing it made is left behind.
 //!   `name` is relative to each hierarchy's mount (`ci/<id>` becomes
 //!   `/sys/fs/cgroup/memory/ci/<id>` on v1, `/sys/fs/cgroup/ci/<id>` on v2).
-//!   The parent (`ci`) is created once and kept, as docker keeps `docker`.
+//!   The parent (`ci`) is created with the first container and removed with
+//!   the last one (rmdir refuses a cgroup that still has children).
 //! - [`Cgroup::add_process`] moves a whole process (all its threads). The
 //!   engine calls it for the container's init before `execve`, then
 //!   unshares the cgroup namespace so the container sees its cgroup as `/`.
@@ -224,35 +225,51 @@ impl Cgroup {
 
     fn make_dirs(&self, made: &mut Vec<PathBuf>) -> Result<()> {
         for (h, dir) in self.layout.hierarchies().zip(&self.dirs) {
-            let wanted: Vec<&str> = V2_CONTROLLERS.iter().copied().filter(|c| h.has(c)).collect();
-            let rel = dir.strip_prefix(&h.mount_point).expect("dirs are under their mount point");
-            let depth = rel.components().count();
-            let mut parent = h.mount_point.clone();
-            for (k, part) in rel.components().enumerate() {
-                let here = parent.join(part);
-                if h.version == Version::V2 {
-                    v2::enable_controllers(&parent, &wanted)?;
+            // The shared parent (`ci`) is removed by whoever removes its last
+            // child; if that happens between our mkdirs, start this hierarchy again.
+            let mut attempts = 0;
+            while !self.make_dirs_in(h, dir, made)? {
+                attempts += 1;
+                if attempts == 10 {
+                    return Err(Error::Conflict(format!("cgroup {}: its parent kept disappearing while being created", dir.display())));
                 }
-                let what = format!("create cgroup {} in the {} hierarchy", here.display(), h.controllers_label());
-                explain!(what; format!("mkdir {}", here.display()));
-                match fs::create_dir(&here) {
-                    Ok(()) => made.push(here.clone()),
-                    Err(e) if e.kind() == ErrorKind::AlreadyExists && k + 1 < depth => {}
-                    Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                        return Err(Error::Conflict(format!("cgroup {} already exists", here.display())).hint(format!(
-                            "a container with this id ran before and its cgroup was not removed: rmdir {}",
-                            here.display()
-                        )));
-                    }
-                    Err(e) => return Err(dir_error("create cgroup directory", &here, e)),
-                }
-                if h.version == Version::V1 && h.has("cpuset") {
-                    v1::inherit_cpuset(&parent, &here)?;
-                }
-                parent = here;
             }
         }
         Ok(())
+    }
+
+    /// mkdir each component of `dir` below the hierarchy's mount point.
+    /// `Ok(false)` when a parent vanished under us (retry).
+    fn make_dirs_in(&self, h: &Hierarchy, dir: &Path, made: &mut Vec<PathBuf>) -> Result<bool> {
+        let wanted: Vec<&str> = V2_CONTROLLERS.iter().copied().filter(|c| h.has(c)).collect();
+        let rel = dir.strip_prefix(&h.mount_point).expect("dirs are under their mount point");
+        let depth = rel.components().count();
+        let mut parent = h.mount_point.clone();
+        for (k, part) in rel.components().enumerate() {
+            let here = parent.join(part);
+            if h.version == Version::V2 {
+                v2::enable_controllers(&parent, &wanted)?;
+            }
+            let what = format!("create cgroup {} in the {} hierarchy", here.display(), h.controllers_label());
+            explain!(what; format!("mkdir {}", here.display()));
+            match fs::create_dir(&here) {
+                Ok(()) => made.push(here.clone()),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists && k + 1 < depth => {}
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                    return Err(Error::Conflict(format!("cgroup {} already exists", here.display())).hint(format!(
+                        "a container with this id ran before and its cgroup was not removed: rmdir {}",
+                        here.display()
+                    )));
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound && k > 0 => return Ok(false),
+                Err(e) => return Err(dir_error("create cgroup directory", &here, e)),
+            }
+            if h.version == Version::V1 && h.has("cpuset") {
+                v1::inherit_cpuset(&parent, &here)?;
+            }
+            parent = here;
+        }
+        Ok(true)
     }
 
     /// Write every limit (devices last).
@@ -425,9 +442,18 @@ impl Cgroup {
     /// still exiting. A process that stays makes it fail, naming it.
     pub fn remove(self) -> Result<()> {
         let mut errors = Vec::new();
-        for dir in &self.dirs {
+        for (h, dir) in self.layout.hierarchies().zip(&self.dirs) {
             if let Err(e) = remove_dir(dir, Duration::from_secs(5)) {
                 errors.push(e);
+                continue;
+            }
+            // The parents (`ci`) go with their last child, so nothing of ours
+            // stays in the hierarchy; rmdir refuses a parent that still has one.
+            for p in dir.ancestors().skip(1).take_while(|p| p.starts_with(&h.mount_point) && *p != h.mount_point) {
+                if fs::remove_dir(p).is_err() {
+                    break;
+                }
+                explain!("removed the empty parent cgroup {}", p.display());
             }
         }
         match errors.len() {

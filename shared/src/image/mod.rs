@@ -354,10 +354,7 @@ pub fn remove(store: &Store, name: &str, force: bool) -> Result<Removed> {
     match by_ref {
         Some(r) if img.refs.len() > 1 || (!users.is_empty() && force) => {
             // Only the name goes; the image keeps its other names (or stays for its containers).
-            index.remove_ref(&r.to_string());
-            if !index.contains(&img.manifest_digest) {
-                index.add(&img.manifest_digest, img.manifest_size, &img.manifest.media_type().clone().unwrap_or(MediaType::ImageManifest).to_string(), None);
-            }
+            index.untag_keep(&r.to_string());
             untagged.push(r.familiar());
         }
         _ => {
@@ -371,10 +368,9 @@ pub fn remove(store: &Store, name: &str, force: bool) -> Result<Removed> {
                     .hint("remove the containers first (`ci-run rm`), or use -f to untag the image anyway"));
                 }
                 for r in &img.refs {
-                    index.remove_ref(&r.to_string());
+                    index.untag_keep(&r.to_string());
                     untagged.push(r.familiar());
                 }
-                index.add(&img.manifest_digest, img.manifest_size, &MediaType::ImageManifest.to_string(), None);
             } else {
                 if by_ref.is_none() && img.refs.len() > 1 && !force {
                     return Err(Error::Conflict(format!(

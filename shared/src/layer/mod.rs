@@ -26,7 +26,7 @@
 //! | a name with a `..` that climbs above the root (`../x`, `a/../../x`, `..`) | error: breakout refused (as docker) |
 //! | an absolute name (`/etc/x`) | lands inside the root (`etc/x`) |
 //! | a name for the root itself (`.`, `./`, `/`, empty) | a directory sets the root's metadata; anything else is ignored |
-//! | a path through a symlink from an earlier entry or a lower layer | followed inside the root: an absolute target starts at the root, `..` stops at the root (containerd's chroot semantics) |
+//! | a path through a symlink from an earlier entry or a lower layer | followed inside the root: an absolute target starts at the root, `..` stops at the root (containerd's chroot semantics); a missing directory followed by `..` in a link target is skipped (containerd's lexical rule) |
 //! | a hardlink | its target is resolved inside the root like a path in the container; it must already exist and not be a directory, or error; a link to a symlink links the symlink itself; no metadata is applied through a hardlink (CVE-2021-32760) |
 //! | an entry where another one was | the old one is removed without following it; a directory meeting a directory merges |
 //! | `.wh.`, `.wh..`, `.wh...` | error: invalid whiteout |
@@ -40,6 +40,12 @@
 //! | more than 4 MiB of PAX / long-name metadata for one entry | error (memory stays flat) |
 //! | GNU sparse, volume or other exotic entry types | error: unsupported |
 //! | a PAX global header | ignored |
+//!
+//! A layer directory made by [`unpack()`] cannot see the layers below it
+//! (it is shared by every image that has the layer): a path through a lower
+//! layer's symlink becomes a real directory in this layer, and a hardlink
+//! cannot reach a lower layer's file (an error). Layers written by builders
+//! never do either; [`apply()`] onto the flattened tree resolves both.
 //!
 //! Ownership (numeric), modes with setuid/setgid/sticky, times, xattrs
 //! (PAX `SCHILY.xattr.*`), devices, fifos and hardlinks are kept: we run as

@@ -93,6 +93,10 @@ impl Channel {
                     break (m.bytes, fd);
                 }
                 Err(nix::errno::Errno::EINTR) => continue,
+                // The other side closed while a message of ours was still unread
+                // (the child failed before reading "go"). The kernel reports that
+                // once, before the messages still queued for us: read on.
+                Err(nix::errno::Errno::ECONNRESET) => continue,
                 Err(e) => return Err(Error::io("recvmsg", "(parent-child channel)", e.into())),
             }
         };
@@ -108,5 +112,23 @@ impl Channel {
 impl AsFd for Channel {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_survives_the_peer_closing_with_our_message_unread() {
+        let (parent, child) = Channel::pair().unwrap();
+        parent.send(&ToChild::Go, None).unwrap();
+        child.send(&FromChild::Failed { message: "mount /proc: EPERM".into(), code: 125 }, None).unwrap();
+        drop(child); // "go" was never read: the kernel flags ECONNRESET on our side
+        match parent.recv::<FromChild>().unwrap() {
+            Some((FromChild::Failed { message, code }, _)) => assert_eq!((message.as_str(), code), ("mount /proc: EPERM", 125)),
+            other => panic!("expected the child's report, got {other:?}"),
+        }
+        assert!(parent.recv::<FromChild>().unwrap().is_none());
     }
 }

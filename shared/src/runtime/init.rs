@@ -110,6 +110,7 @@ fn setup_and_exec(plan: &Plan, chan: &Channel) -> std::result::Result<Never, Fai
         Some((ToChild::Go, _)) => {}
         None => return Err(Fail("ci-run went away before the container started".into(), 125)),
     }
+    super::profile::mark("init: parent said go (cgroup joined)");
     if namespaces::wants(&nss, LinuxNamespaceType::Cgroup) {
         namespaces::unshare_cgroup()?;
         if let Some(cm) = &plan.cgroup_mounts {
@@ -119,8 +120,10 @@ fn setup_and_exec(plan: &Plan, chan: &Channel) -> std::result::Result<Never, Fai
         }
     }
 
+    super::profile::mark("init: cgroup namespace and mounts");
     // 4. The switch of root, and the hostname.
     pivot_root::pivot_into(rootfs_path)?;
+    super::profile::mark("init: pivot_root");
     if let Some(h) = spec.hostname() {
         if namespaces::wants(&nss, LinuxNamespaceType::Uts) {
             namespaces::set_hostname(h)?;

@@ -50,7 +50,7 @@ use crate::store::Store;
 #[derive(Debug)]
 pub enum Outcome {
     /// The command ran; its exit status (128+N if killed by signal N).
-    Exited { code: i32, record: Record },
+    Exited { code: i32, record: Box<Record> },
     /// The command never started (not found, not executable, a setup step
     /// failed): the message and docker's exit status for it (125/126/127).
     NotStarted(StartFailure),
@@ -116,6 +116,7 @@ pub fn start_and_wait(store: &Store, mut c: Container, mut spec: oci_spec::runti
         upper: c.dir.join("upper"),
         work: c.dir.join("work"),
         target: c.dir.join("rootfs"),
+        volatile: opts.remove,
     };
     profile::mark("container created, seccomp compiled");
     // The cgroup: made from the spec's linux.resources, joined by the child
@@ -214,5 +215,5 @@ pub fn start_and_wait(store: &Store, mut c: Container, mut spec: oci_spec::runti
     let record = finish(c, code.as_ref().ok().copied())?;
     removed?;
     profile::mark("record finished (removed or marked exited)");
-    Ok(Outcome::Exited { code: code?, record })
+    Ok(Outcome::Exited { code: code?, record: Box::new(record) })
 }

@@ -36,6 +36,11 @@ pub struct Rootfs {
     pub work: PathBuf,
     /// Where it is mounted (inside the container's mount namespace only).
     pub target: PathBuf,
+    /// overlayfs `volatile`: no sync of the upper dir ever, in particular
+    /// none at unmount (which would flush the whole host filesystem). Only
+    /// for containers whose writable layer is thrown away (`--rm`): after a
+    /// crash the kernel refuses to mount a volatile upper dir again.
+    pub volatile: bool,
 }
 
 impl Rootfs {
@@ -48,10 +53,11 @@ impl Rootfs {
         explain!(
             format!("mount the root filesystem: an overlay of {} read-only layer(s) under a writable upper dir", self.lowers.len());
             format!(
-                "mount -t overlay overlay -o lowerdir={},upperdir={},workdir={} {}",
+                "mount -t overlay overlay -o lowerdir={},upperdir={},workdir={}{} {}",
                 top_first.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":"),
                 self.upper.display(),
                 self.work.display(),
+                if self.volatile { ",volatile" } else { "" },
                 self.target.display()
             )
         );
@@ -69,6 +75,9 @@ impl Rootfs {
         }
         set("upperdir", &self.upper)?;
         set("workdir", &self.work)?;
+        if self.volatile {
+            sys::fsconfig_set(fs.as_fd(), "volatile", None).ctx("overlay option volatile for", &self.target)?;
+        }
         let mnt = sys::fs_create_mount(fs.as_fd(), 0).map_err(|e| {
             let why = sys::fs_error_log(fs.as_fd()).map(|m| format!(" ({m})")).unwrap_or_default();
             Error::io("mount overlay", &self.target, e).context(format!("root filesystem{why}"))

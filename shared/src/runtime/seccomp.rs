@@ -368,12 +368,15 @@ impl Asm {
     }
 }
 
+/// Conditional rules of one call: (return value, argument conditions), in order.
+type Rules = Vec<(u32, Vec<LinuxSeccompArg>)>;
+
 /// What a syscall number leads to.
 #[derive(Clone, PartialEq)]
 enum Act {
     Ret(u32),
     /// Conditional rules (argument filters), in order; then the default.
-    Rules(Vec<(u32, Vec<LinuxSeccompArg>)>),
+    Rules(Rules),
 }
 
 /// Compile an OCI seccomp section into a BPF program for this architecture.
@@ -432,7 +435,7 @@ pub fn compile(spec: &LinuxSeccomp) -> Result<Vec<libc::sock_filter>> {
         Block(Label),
     }
     let mut ranges: Vec<(u32, u32, Leaf)> = Vec::new();
-    let mut blocks: Vec<(Label, Vec<(u32, Vec<LinuxSeccompArg>)>)> = Vec::new();
+    let mut blocks: Vec<(Label, Rules)> = Vec::new();
     for (nr, act) in &by_nr {
         match act {
             Act::Ret(r) => {

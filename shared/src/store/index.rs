@@ -130,6 +130,17 @@ impl Index {
         Some(self.entries.remove(pos).manifest)
     }
 
+    /// Remove one reference but keep the image (untagged if that was its last
+    /// name), with the entry's media type as it was.
+    pub fn untag_keep(&mut self, ref_name: &str) {
+        if let Some(pos) = self.entries.iter().position(|e| e.ref_name.as_deref() == Some(ref_name)) {
+            let old = self.entries.remove(pos);
+            if !self.contains(&old.manifest) {
+                self.entries.push(Entry { ref_name: None, ..old });
+            }
+        }
+    }
+
     /// Remove every entry of a manifest.
     pub fn remove_manifest(&mut self, manifest: &Digest) {
         self.entries.retain(|e| &e.manifest != manifest);

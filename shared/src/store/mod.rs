@@ -145,6 +145,7 @@ impl Store {
         let _creating = self.lock_shared(LockKind::Tmp)?;
         let dir = tempfile::Builder::new()
             .prefix(prefix)
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .tempdir_in(self.tmp_dir())
             .ctx("create a temporary directory in", self.tmp_dir())?
             .keep();

@@ -136,7 +136,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> Result<i32> {
             images.push(img);
         }
     }
-    images.sort_by(|x, y| y.created().cmp(&x.created()));
+    images.sort_by_key(|i| std::cmp::Reverse(i.created()));
     let out = &mut std::io::stdout().lock();
     if a.quiet {
         let mut seen = std::collections::HashSet::new();

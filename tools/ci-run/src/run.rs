@@ -206,11 +206,8 @@ pub fn run(g: &GlobalOpts, a: Args) -> Result<i32> {
 }
 
 /// The image's layers, unpacked once each into the store's layer cache.
-fn unpacked_layers(_store: &ci_core::store::Store, img: &ci_core::image::Image) -> Result<Vec<PathBuf>> {
-    Err(Error::Unsupported(format!(
-        "image {}: unpacking image layers is not in this build yet (the layer cache lands separately); use --rootfs DIR",
-        img.id.short()
-    )))
+fn unpacked_layers(store: &ci_core::store::Store, img: &ci_core::image::Image) -> Result<Vec<PathBuf>> {
+    ci_core::layer::ensure_image_unpacked(store, img)
 }
 
 #[cfg(test)]
