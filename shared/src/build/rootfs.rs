@@ -100,7 +100,7 @@ impl Overlay {
                 .map_err(|e| e.context("mount the build state"))?;
         } else {
             // Too many layers for one mount(2) option page: the new mount API takes them one by one.
-            let r = crate::runtime::mounts::Rootfs { lowers: lowers.clone(), upper: upper.clone(), work: work.clone(), target: merged.clone() };
+            let r = crate::runtime::mounts::Rootfs { lowers: lowers.clone(), upper: upper.clone(), work: work.clone(), target: merged.clone(), volatile: false };
             r.mount()?;
         }
         Ok(Overlay { tmp: Some(tmp), merged, upper, mounted: true })
