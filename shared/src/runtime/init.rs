@@ -173,6 +173,14 @@ fn setup_and_exec(plan: &Plan, chan: &Channel) -> std::result::Result<Never, Fai
     // 8. No descriptor of ci-run survives the exec (the channel is already
     //    close-on-exec); then privileges.
     sys::cloexec_from(3).ctx("close_range", "(descriptors above 2)")?;
+    // Without no_new_privs, installing a seccomp filter needs CAP_SYS_ADMIN:
+    // then it goes in now, before capabilities are dropped (as runc does);
+    // with no_new_privs it goes in last, so that as few calls as possible run
+    // after it. Docker's profile allows the calls made in between.
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    if !nnp {
+        install_seccomp(plan.seccomp)?;
+    }
     let caps = process.capabilities().clone().unwrap_or_default();
     let bounding = CapSet::from_oci(caps.bounding().as_ref())?;
     let effective = CapSet::from_oci(caps.effective().as_ref())?;
@@ -198,16 +206,13 @@ fn setup_and_exec(plan: &Plan, chan: &Channel) -> std::result::Result<Never, Fai
     // 9. Lock the door: no new privileges, the syscall filter, exec.
     // SAFETY: umask/prctl with integer arguments.
     unsafe { libc::umask(0o022) };
-    if process.no_new_privileges().unwrap_or(false) {
+    if nnp {
         explain!("set no_new_privs: setuid binaries and file capabilities cannot raise privileges"; "setpriv --no-new-privs");
         // SAFETY: prctl with integer arguments.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0 {
             return Err(Error::io("prctl", "PR_SET_NO_NEW_PRIVS", std::io::Error::last_os_error()).into());
         }
-    }
-    if let Some(prog) = plan.seccomp {
-        explain!(format!("install the seccomp filter ({} BPF instructions; refused calls fail with EPERM)", prog.len()); "");
-        sys::seccomp_set_filter(prog).ctx("install seccomp filter", "(container init)")?;
+        install_seccomp(plan.seccomp)?;
     }
     explain!(format!("execve {} — it becomes PID 1 of the container", super::spec::display_command(&args)); format!("exec {}", super::spec::display_command(&args)));
     super::profile::mark("init: execve");
@@ -216,6 +221,14 @@ fn setup_and_exec(plan: &Plan, chan: &Channel) -> std::result::Result<Never, Fai
     let envp: Vec<CString> = env.iter().map(|a| CString::new(a.as_bytes())).collect::<std::result::Result<_, _>>().map_err(|_| Error::invalid("an environment variable contains a NUL byte"))?;
     let err = nix::unistd::execve(&exe, &argv, &envp).unwrap_err();
     Err(exec_failure(cmd, err as i32))
+}
+
+fn install_seccomp(prog: Option<&[libc::sock_filter]>) -> std::result::Result<(), Fail> {
+    if let Some(prog) = prog {
+        explain!(format!("install the seccomp filter ({} BPF instructions; refused calls fail with EPERM)", prog.len()); "");
+        sys::seccomp_set_filter(prog).ctx("install seccomp filter", "(container init)")?;
+    }
+    Ok(())
 }
 
 fn exec_failure(cmd: &str, errno: i32) -> Fail {
