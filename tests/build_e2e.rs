@@ -21,7 +21,7 @@ fn copy_run_env_workdir_user() {
         &root,
         "app",
         &[
-            ("Dockerfile", "FROM bb:1\nENV GREETING=hello NAME=\"the world\"\nWORKDIR /srv\nWORKDIR app\nCOPY src/ ./\nRUN echo \"$GREETING, $NAME from $(pwd)\" > out.txt && rm old.txt\nRUN mkdir -m 1777 /tmp\nUSER nobody\nRUN id -u > /tmp/uid\nCMD [\"cat\", \"out.txt\"]\n"),
+            ("Dockerfile", "FROM bb:1\nENV GREETING=hello NAME=\"the world\"\nWORKDIR /srv\nWORKDIR app\nCOPY src/ ./\nRUN echo \"$GREETING, $NAME from $(pwd)\" > out.txt && rm old.txt\nRUN mkdir -m 1777 /tmp\nUSER nobody\nRUN id -u > /tmp/uid\nRUN grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status > /tmp/status\nCMD [\"cat\", \"out.txt\"]\n"),
             ("src/a.txt", "a\n"),
             ("src/old.txt", "to be deleted by RUN\n"),
             ("src/sub/b.txt", "b\n"),
@@ -36,6 +36,8 @@ fn copy_run_env_workdir_user() {
     assert_eq!(read(fs.path(), "srv/app/sub/b.txt"), "b\n");
     assert!(!fs.path().join("srv/app/old.txt").exists(), "a file deleted by RUN is gone (a whiteout)");
     assert_eq!(read(fs.path(), "tmp/uid"), "65534\n", "USER applies to the RUN after it");
+    // RUN runs as docker build runs it: no_new_privs off (setuid programs work), seccomp on.
+    assert_eq!(read(fs.path(), "tmp/status"), "NoNewPrivs:\t0\nSeccomp:\t2\n");
     let c = config(&root, "app:1");
     assert_eq!(c["config"]["WorkingDir"], "/srv/app");
     assert_eq!(c["config"]["User"], "nobody");

@@ -174,9 +174,9 @@ pub struct RunResult {
 pub fn run(store: &Store, lowers: Vec<PathBuf>, step: &RunStep, progress: &super::progress::Progress, log: &Path) -> Result<RunResult> {
     let lowers = if lowers.is_empty() { vec![rootfs::empty_lower(store)?] } else { lowers };
     let mut opts = RunOptions::new();
-    // docker build leaves no_new_privs off (so `su` works in RUN), but the
-    // engine installs its seccomp filter after dropping capabilities, which
-    // the kernel allows only with no_new_privs: it stays on (the engine's default).
+    // As docker build: no_new_privs off, so setuid programs (`su`) work in
+    // RUN; the seccomp filter is installed all the same.
+    opts.no_new_privileges = false;
     opts.env = step.env.clone();
     opts.user = step.user.clone().filter(|u| !u.is_empty());
     opts.workdir = Some(step.workdir.clone());
