@@ -13,6 +13,8 @@ pub mod build;
 pub mod cgroups;
 pub mod cli;
 pub mod compression;
+#[doc(hidden)]
+pub mod crash;
 pub mod distribution;
 pub mod digest;
 pub mod dockerfile;

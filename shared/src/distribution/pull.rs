@@ -128,6 +128,7 @@ pub fn pull(store: &Store, source: &dyn Source, opts: &PullOptions, progress: &P
     let mut everything = all;
     everything.push(digest.clone());
     ingest.commit(&everything)?;
+    crate::crash::point("pull-committed");
     image::add_to_index_as(store, &digest, bytes.len() as u64, &m.media_type, &root.names)?;
     ingest.cleanup(&everything);
     let mut img = Image::load(store, &digest)?;

@@ -285,7 +285,9 @@ pub fn add_to_index_as(store: &Store, manifest: &Digest, size: u64, media_type: 
     for t in tags {
         index.add(manifest, size, &mt, Some(&t.to_string()));
     }
-    index.save(&path)
+    index.save(&path)?;
+    crate::crash::point("index-saved");
+    Ok(())
 }
 
 /// `ci-build tag SRC DST...`: give an image more names.
@@ -385,6 +387,7 @@ pub fn remove(store: &Store, name: &str, force: bool) -> Result<Removed> {
         }
     }
     index.save(&path)?;
+    crate::crash::point("index-saved");
     if deleted {
         collect_garbage(store, &index)?;
     }

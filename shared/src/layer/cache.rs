@@ -167,6 +167,7 @@ pub fn ensure(store: &Store, layer: &Layer) -> Result<CachedLayer> {
     // directory must not hold files whose data never reached the disk.
     let tmp_fd = File::open(tmp.path()).ctx("open", tmp.path())?;
     nix::unistd::syncfs(&tmp_fd).ctx("syncfs", tmp.path())?;
+    crate::crash::point("layer-unpacked");
     if !tmp.keep_as(&dir)? && !diff.is_dir() {
         // Something else holds the name and it is not a layer.
         return Err(Error::Corrupt(format!("{} exists but holds no unpacked layer (diff/)", dir.display()))

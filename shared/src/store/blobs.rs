@@ -183,6 +183,7 @@ impl BlobWriter<'_> {
             Err(nix::errno::Errno::EEXIST) => return Ok((digest, size)), // another writer won: same bytes
             Err(e) => return Err(Error::io("link blob into place", &dest, e.into())),
         }
+        crate::crash::point("blob-linked");
         fsutil::fsync_dir(dest.parent().expect("blob paths have a parent"))?;
         Ok((digest, size))
     }
