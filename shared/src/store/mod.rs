@@ -86,6 +86,8 @@ impl Store {
             store.create_layout()?;
         }
         store.clean_tmp()?;
+        // index.json's temporary name, if its writer was killed before the rename.
+        fsutil::remove_dead_temps(&store.images_dir());
         Ok(store)
     }
 
