@@ -67,6 +67,7 @@ pub struct Built {
 /// Build an image. Progress goes to stderr; the image is committed and
 /// named only when every step succeeded.
 pub fn build(store: &Store, opts: &BuildOptions) -> Result<Built> {
+    run::remove_dead_step_containers(store)?;
     rootfs::private_mounts()?;
     // Blobs written by this build are not garbage until the image names them.
     let _gc = store.lock_shared(LockKind::Gc)?;

@@ -24,6 +24,7 @@
 
 use std::collections::BTreeMap;
 use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use nix::fcntl::OFlag;
@@ -170,10 +171,60 @@ pub struct RunResult {
     pub container: String,
 }
 
-/// Run the step in a container over `lowers`; `log` receives its output.
+/// The label that ties a RUN step's container to the build running it: the
+/// name of the build's temporary directory (`ROOT/tmp/build-*`, holding its
+/// logs), which the build keeps flocked for as long as it lives.
+pub const OWNER_LABEL: &str = "ci.build.owner";
+
+/// Remove what RUN steps of dead builds left: a build killed (kill -9,
+/// the OOM killer) while a step ran cannot remove its step's container
+/// record nor its cgroup, and nothing else would. A step's container
+/// belongs to a dead build when the build's temporary directory is gone or
+/// no longer locked. Returns how many were removed.
+pub fn remove_dead_step_containers(store: &Store) -> Result<usize> {
+    let mut removed = 0;
+    for c in runtime::container::list(store)? {
+        let Some(owner) = c.record.labels.get(OWNER_LABEL) else { continue };
+        // Both name paths below: only the shapes we write are trusted.
+        let id_ok = c.record.id.len() == 64 && c.record.id.bytes().all(|b| b.is_ascii_hexdigit());
+        if !id_ok || owner.is_empty() || owner.contains('/') || owner.starts_with('.') || build_alive(store, owner) {
+            continue;
+        }
+        crate::explain!(
+            format!("remove container {} of a RUN step whose build died, and its cgroup", &c.record.id[..12]);
+            format!("rmdir /sys/fs/cgroup/*/ci/{}; rm -rf {}", c.record.id, c.dir.display())
+        );
+        if let Some(cg) = crate::cgroups::Cgroup::open(&format!("ci/{}", c.record.id))? {
+            let _ = cg.kill_all(nix::sys::signal::Signal::SIGKILL);
+            cg.remove()?;
+        }
+        c.remove(store)?;
+        removed += 1;
+    }
+    Ok(removed)
+}
+
+/// Whether the build owning `ROOT/tmp/<owner>` still runs (holds its lock).
+fn build_alive(store: &Store, owner: &str) -> bool {
+    let dir = store.tmp_dir().join(owner);
+    let Ok(f) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&dir)
+    else {
+        return false;
+    };
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockSharedNonblock).is_err()
+}
+
+/// Run the step in a container over `lowers`; `log` receives its output
+/// (and lies in the build's temporary directory, which names the owner).
 pub fn run(store: &Store, lowers: Vec<PathBuf>, step: &RunStep, progress: &super::progress::Progress, log: &Path) -> Result<RunResult> {
     let lowers = if lowers.is_empty() { vec![rootfs::empty_lower(store)?] } else { lowers };
     let mut opts = RunOptions::new();
+    if let Some(owner) = log.parent().and_then(Path::file_name) {
+        opts.labels.insert(OWNER_LABEL.to_string(), owner.to_string_lossy().into_owned());
+    }
     // As docker build: no_new_privs off, so setuid programs (`su`) work in
     // RUN; the seccomp filter is installed all the same.
     opts.no_new_privileges = false;

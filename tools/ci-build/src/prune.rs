@@ -21,6 +21,7 @@ pub struct Args {
 
 pub fn run(g: &GlobalOpts, a: Args) -> Result<i32> {
     let store = g.store()?;
+    ci_core::build::run::remove_dead_step_containers(&store)?;
     let cleared = ci_core::build::cache::clear(&store)?;
     let (removed, stats) = image::prune(&store, a.all)?;
     let out = &mut std::io::stdout().lock();
