@@ -180,9 +180,11 @@ pub const OWNER_LABEL: &str = "ci.build.owner";
 /// the OOM killer) while a step ran cannot remove its step's container
 /// record nor its cgroup, and nothing else would. A step's container
 /// belongs to a dead build when the build's temporary directory is gone or
-/// no longer locked. Returns how many were removed.
+/// no longer locked. A process killed while it created a container leaves
+/// a directory without `container.json` (nobody's, and no cgroup yet):
+/// those go too. Returns how many were removed.
 pub fn remove_dead_step_containers(store: &Store) -> Result<usize> {
-    let mut removed = 0;
+    let mut removed = remove_half_made_containers(store)?;
     for c in runtime::container::list(store)? {
         let Some(owner) = c.record.labels.get(OWNER_LABEL) else { continue };
         // Both name paths below: only the shapes we write are trusted.
@@ -200,6 +202,32 @@ pub fn remove_dead_step_containers(store: &Store) -> Result<usize> {
         }
         c.remove(store)?;
         removed += 1;
+    }
+    Ok(removed)
+}
+
+/// Container directories without a record: their creator died before
+/// writing it. Creation holds the Containers lock from mkdir to record, so
+/// under that lock none is in the making.
+fn remove_half_made_containers(store: &Store) -> Result<usize> {
+    let dir = store.containers_dir();
+    let Ok(rd) = std::fs::read_dir(&dir) else { return Ok(0) };
+    let candidates: Vec<_> = rd.flatten().filter(|e| !e.path().join("container.json").exists()).map(|e| e.file_name()).collect();
+    if candidates.is_empty() {
+        return Ok(0);
+    }
+    let mut removed = 0;
+    let _lock = store.lock(crate::store::LockKind::Containers)?;
+    for name in candidates {
+        let (path, id) = (dir.join(&name), name.to_string_lossy().into_owned());
+        if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) || path.join("container.json").exists() {
+            continue;
+        }
+        let doomed = store.tmp_dir().join(format!("deleting-container-{id}"));
+        if std::fs::rename(&path, &doomed).is_ok() {
+            crate::fsutil::remove_all(&doomed)?;
+            removed += 1;
+        }
     }
     Ok(removed)
 }
