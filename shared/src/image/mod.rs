@@ -131,6 +131,11 @@ impl Image {
 
 /// Every image in the store, once per manifest, with all its names.
 pub fn list(store: &Store) -> Result<Vec<Image>> {
+    // A consistent view: `rm` and `prune` remove an image from the index and
+    // delete the blobs only it used under the Images lock. Without it, an
+    // image read from the index may have lost its blobs by the time it is
+    // loaded ("blob … is missing": a `tag` racing an `rm` of another image).
+    let _view = store.lock_shared(LockKind::Images)?;
     let index = Index::load(&store.index_path())?;
     let mut by_manifest: BTreeMap<Digest, Vec<Reference>> = BTreeMap::new();
     let mut order = Vec::new();
@@ -522,6 +527,8 @@ pub fn history(img: &Image) -> Result<Vec<HistoryEntry>> {
 /// name. Returns the problems found (empty when healthy).
 pub fn fsck(store: &Store) -> Result<Vec<String>> {
     let mut problems = Vec::new();
+    // The named images, read as one view (see `list`).
+    let view = store.lock_shared(LockKind::Images)?;
     let index = Index::load(&store.index_path())?;
     for e in index.entries() {
         match Image::load(store, &e.manifest).and_then(|i| i.layers()) {
@@ -535,8 +542,16 @@ pub fn fsck(store: &Store) -> Result<Vec<String>> {
             Err(err) => problems.push(format!("image {}: {err}", e.manifest)),
         }
     }
+    drop(view);
+    // Every blob, without holding up writers: one that garbage collection
+    // removed meanwhile is not a problem (the images checked above have theirs).
     for b in store.list_blobs()? {
-        let mut r = crate::digest::HashingReader::new(store.open_blob(&b)?, b.algorithm());
+        let f = match store.open_blob(&b) {
+            Ok(f) => f,
+            Err(_) if !store.has_blob(&b) => continue,
+            Err(e) => return Err(e),
+        };
+        let mut r = crate::digest::HashingReader::new(f, b.algorithm());
         std::io::copy(&mut r, &mut std::io::sink()).ctx("read blob", store.blob_path(&b))?;
         let (_, actual, _) = r.finish();
         if actual != b {
