@@ -11,7 +11,6 @@
 
 mod hardening_common;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -49,22 +48,6 @@ fn kill_loop(name: &str, root: &TestRoot, op: &dyn Fn() -> Command, reset: &dyn 
     }
     eprintln!("{name}: {landed} of {n} kills landed before the operation ended (it takes about {duration:?})");
     assert!(landed * 2 >= n, "{name}: only {landed} of {n} kills landed mid-operation; the delays do not cover it");
-}
-
-/// A root with `bb:1`, imported from a busybox rootfs plus `extra_mb` MiB of data.
-fn root_with_base(name: &str, extra_mb: usize) -> Option<(TestRoot, Rng)> {
-    let root = TestRoot::new();
-    let mut rng = Rng::new(seed(name));
-    let tar = rootfs_tar(&mut rng, extra_mb)?;
-    run_with_stdin(cmd(&root, "ci-build", &["import", "-t", "bb:1", "-"]), tar).expect_ok("import bb:1");
-    Some((root, rng))
-}
-
-fn write_random(dir: &Path, name: &str, rng: &mut Rng, mb: usize) {
-    let mut data = vec![0u8; mb << 20];
-    rng.fill(&mut data);
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join(name), data).unwrap();
 }
 
 #[test]
@@ -149,20 +132,6 @@ fn kill_during_tag_and_rm() {
     assert_eq!(json_lines(ls.stdout.as_bytes()).len(), 1, "only bb:1 is left: {}", ls.stdout);
     eprintln!("tag/rm: {landed} of {} kills landed before the command ended (a tag takes about {duration:?})", 2 * n);
     assert!(landed >= n, "tag/rm: only {landed} of {} kills landed mid-command", 2 * n);
-}
-
-/// A several-layer image in its own root, pushed to `reg` as `multi:1`.
-fn push_multi_layer(reg: &TestRegistry, name: &str) -> Option<(TestRoot, String)> {
-    let (src, mut rng) = root_with_base(name, 1)?;
-    let ctx = src.path().join("ctx/multi");
-    for f in ["a", "b", "c"] {
-        write_random(&ctx, f, &mut rng, 3);
-    }
-    std::fs::write(ctx.join("Dockerfile"), "FROM bb:1\nCOPY a /a\nCOPY b /b\nCOPY c /c\n").unwrap();
-    let reference = format!("{}/multi:1", reg.host());
-    run(cmd(&src, "ci-build", &["--progress", "plain", "-t", &reference, ctx.to_str().unwrap()])).expect_ok("build multi");
-    run(cmd(&src, "ci-push", &[&reference])).expect_ok("push multi");
-    Some((src, reference))
 }
 
 #[test]

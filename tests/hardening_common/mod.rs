@@ -542,3 +542,34 @@ pub fn one_object(stdout: &str) -> serde_json::Value {
     assert_eq!(v.len(), 1, "one object expected: {stdout}");
     v.into_iter().next().unwrap()
 }
+
+/// A root with `bb:1`, imported from a busybox rootfs plus `extra_mb` MiB of data.
+pub fn root_with_base(name: &str, extra_mb: usize) -> Option<(TestRoot, Rng)> {
+    let root = TestRoot::new();
+    let mut rng = Rng::new(seed(name));
+    let tar = rootfs_tar(&mut rng, extra_mb)?;
+    run_with_stdin(cmd(&root, "ci-build", &["import", "-t", "bb:1", "-"]), tar).expect_ok("import bb:1");
+    Some((root, rng))
+}
+
+pub fn write_random(dir: &Path, name: &str, rng: &mut Rng, mb: usize) {
+    let mut data = vec![0u8; mb << 20];
+    rng.fill(&mut data);
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join(name), data).unwrap();
+}
+
+/// A several-layer image in its own root, pushed to `reg` as `multi:1`.
+pub fn push_multi_layer(reg: &ci_tests::registry::TestRegistry, name: &str) -> Option<(TestRoot, String)> {
+    let (src, mut rng) = root_with_base(name, 1)?;
+    let ctx = src.path().join("ctx/multi");
+    for f in ["a", "b", "c"] {
+        write_random(&ctx, f, &mut rng, 3);
+    }
+    std::fs::write(ctx.join("Dockerfile"), "FROM bb:1\nCOPY a /a\nCOPY b /b\nCOPY c /c\n").unwrap();
+    let reference = format!("{}/multi:1", reg.host());
+    run(cmd(&src, "ci-build", &["--progress", "plain", "-t", &reference, ctx.to_str().unwrap()])).expect_ok("build multi");
+    run(cmd(&src, "ci-push", &[&reference])).expect_ok("push multi");
+    Some((src, reference))
+}
+
