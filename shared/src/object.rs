@@ -130,10 +130,12 @@ pub struct StdinRef {
 }
 
 /// Read the objects on stdin (one JSON object per line) and return the ids
-/// of those of `kind`. Garbage is an error quoting the offending line.
+/// of those of `kind`. Garbage is an error naming the line, its byte offset
+/// in the stream, the field at fault, and quoting the line.
 pub fn read_refs(input: &mut impl BufRead, kind: &str) -> Result<Vec<String>> {
     let mut ids = Vec::new();
     let mut lineno = 0;
+    let mut offset = 0u64;
     loop {
         let mut buf = Vec::new();
         let n = std::io::Read::take(&mut *input, MAX_LINE + 1)
@@ -143,26 +145,26 @@ pub fn read_refs(input: &mut impl BufRead, kind: &str) -> Result<Vec<String>> {
             break;
         }
         lineno += 1;
+        let at = format!("stdin line {lineno} (byte {offset})");
+        offset += n as u64;
         if buf.len() as u64 > MAX_LINE {
             return Err(Error::invalid(format!(
-                "stdin line {lineno}: longer than {MAX_LINE} bytes; expected one JSON object per line"
+                "{at}: longer than {MAX_LINE} bytes; expected one JSON object per line"
             )));
         }
-        let text = String::from_utf8_lossy(&buf);
-        let trimmed = text.trim();
-        if trimmed.is_empty() {
+        let line = buf.trim_ascii();
+        if line.is_empty() {
             continue;
         }
-        let r = parse_ref_line(trimmed).map_err(|why| {
-            Error::invalid(format!("stdin line {lineno}: {why}: {}", quote(trimmed)))
-                .hint(format!("`-` reads {kind} objects printed by the ci tools, one JSON object per line"))
-        })?;
+        let hint = || format!("`-` reads {kind} objects printed by the ci tools, one JSON object per line");
+        let r = parse_ref_line(line).map_err(|why| Error::invalid(format!("{at}: {why}: {}", quote(line))).hint(hint()))?;
         if r.kind != kind {
             return Err(Error::invalid(format!(
-                "stdin line {lineno}: expected {} object, got a {} object ({})",
+                "{at}: expected {} object, got a {} object ({})",
                 with_article(kind),
                 r.kind, r.id
-            )));
+            ))
+            .hint(hint()));
         }
         ids.push(r.id);
     }
@@ -172,22 +174,78 @@ pub fn read_refs(input: &mut impl BufRead, kind: &str) -> Result<Vec<String>> {
     Ok(ids)
 }
 
-fn parse_ref_line(line: &str) -> std::result::Result<StdinRef, String> {
-    let v: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("not JSON ({e})"))?;
-    let obj = v.as_object().ok_or("not a JSON object")?;
-    let kind = obj.get("kind").and_then(|k| k.as_str()).ok_or("no \"kind\" string field")?;
-    let id = obj
-        .get("id")
-        .or_else(|| obj.get("name"))
-        .and_then(|k| k.as_str())
-        .ok_or("no \"id\" string field")?;
-    Ok(StdinRef { kind: kind.to_string(), id: id.to_string() })
+/// The top-level fields of a JSON object, in order; a field given twice
+/// is an error (serde_json would silently keep the last one, so
+/// `{"kind":"image","id":"a","id":"b"}` could mean either).
+struct Fields(Vec<(String, serde_json::Value)>);
+
+impl<'de> Deserialize<'de> for Fields {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Fields, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Fields;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<Fields, A::Error> {
+                let mut fields: Vec<(String, serde_json::Value)> = Vec::new();
+                while let Some(k) = map.next_key::<String>()? {
+                    if fields.iter().any(|(f, _)| *f == k) {
+                        return Err(serde::de::Error::custom(format!("the field {k:?} appears twice")));
+                    }
+                    let v = map.next_value()?;
+                    fields.push((k, v));
+                }
+                Ok(Fields(fields))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
-/// Quote a line for an error message, shortened if long.
-fn quote(s: &str) -> String {
+/// What a JSON value is, for messages.
+fn type_name(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+fn parse_ref_line(line: &[u8]) -> std::result::Result<StdinRef, String> {
+    let Fields(fields) = serde_json::from_slice(line).map_err(|e| {
+        // serde_json says "… at line 1 column N": the column is the byte in the line.
+        let msg = e.to_string();
+        let msg = msg.rsplit_once(" at line ").map(|(m, _)| m.to_string()).unwrap_or(msg);
+        let byte = e.column().saturating_sub(1);
+        match e.classify() {
+            serde_json::error::Category::Data => format!("{msg} (at byte {byte} of the line)"),
+            _ => format!("not JSON ({msg}, at byte {byte} of the line)"),
+        }
+    })?;
+    let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+    let string = |name: &str, v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => Ok(s.clone()),
+        other => Err(format!("the field {name:?} is {}, expected a string", type_name(other))),
+    };
+    let kind = string("kind", get("kind").ok_or("no \"kind\" field")?)?;
+    let id = match (get("id"), get("name")) {
+        (Some(v), _) => string("id", v)?,
+        (None, Some(v)) => string("name", v)?,
+        (None, None) => return Err("no \"id\" field".into()),
+    };
+    Ok(StdinRef { kind, id })
+}
+
+/// Quote a line for an error message, shortened if long (bytes that are
+/// not UTF-8 shown as U+FFFD).
+fn quote(line: &[u8]) -> String {
+    let s = String::from_utf8_lossy(&line[..line.len().min(480)]);
     let mut q: String = s.chars().take(120).collect();
-    if q.len() < s.len() {
+    if q.len() < s.len() || line.len() > 480 {
         q.push('…');
     }
     format!("{q:?}")
@@ -223,6 +281,25 @@ mod tests {
         assert!(e.contains("line 2") && e.contains("not json"), "{e}");
         let mut wrong = &b"{\"kind\":\"container\",\"id\":\"c1\"}\n"[..];
         assert!(read_refs(&mut wrong, "image").unwrap_err().to_string().contains("expected an image"));
+    }
+
+    #[test]
+    fn garbage_is_named_by_line_byte_and_field() {
+        let err = |input: &[u8]| read_refs(&mut &input[..], "image").unwrap_err().to_string();
+        let e = err(b"{\"kind\":\"image\",\"id\":\"a\"}\n{\"kind\":\"image\",\"id\":\"a\",\"id\":\"b\"}\n");
+        assert!(e.contains("stdin line 2 (byte 26)") && e.contains("\"id\" appears twice"), "{e}");
+        let e = err(b"{\"kind\":\"image\",\"id\":5}\n");
+        assert!(e.contains("the field \"id\" is a number, expected a string"), "{e}");
+        let e = err(b"{\"kind\":[],\"id\":\"x\"}\n");
+        assert!(e.contains("the field \"kind\" is an array"), "{e}");
+        let e = err(b"[\"kind\",\"image\"]\n");
+        assert!(e.contains("expected a JSON object") && e.contains("invalid type: sequence"), "{e}");
+        let e = err(b"{\"kind\":\"image\",\"id\":\"\xff\"}\n");
+        assert!(e.contains("not JSON") && e.contains("byte 22 of the line"), "{e}");
+        let e = err(b"{\"kind\":\"image\",\"id\":\"a\0b\"}\n");
+        assert!(e.contains("control character"), "{e}");
+        let e = err(b"{\"kind\":\"image\",\"id\":\"abc");
+        assert!(e.contains("EOF while parsing"), "{e}");
     }
 
     #[test]
