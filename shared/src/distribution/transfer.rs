@@ -198,15 +198,30 @@ pub fn pull_images(store: &Store, src: &str, opts: &TransferOptions, progress: &
 
 /// `docker save x | ci-pull -`: spool the tarball into the store's tmp (a
 /// pipe cannot be read twice), then read it as a docker or OCI archive.
+/// Its first block must be a tar header: garbage is refused at once, not
+/// after copying all of it to disk.
 fn pull_stdin(store: &Store, popts: &PullOptions, progress: &Progress, jobs: usize) -> Result<Vec<TransferObject>> {
+    let mut stdin = std::io::stdin().lock();
+    let mut first = [0u8; 512];
+    let mut got = 0;
+    while got < first.len() {
+        match std::io::Read::read(&mut stdin, &mut first[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io("read", "stdin", e)),
+        }
+    }
+    check_tar_header(&first[..got])?;
     let tmp = store.temp_dir("stdin-archive-")?;
     let path = tmp.path().join("archive.tar");
     {
         let mut f = std::fs::File::create(&path).ctx("create", &path)?;
-        std::io::copy(&mut std::io::stdin().lock(), &mut f).ctx("read stdin into", &path)?;
+        f.write_all(&first).ctx("write", &path)?;
+        std::io::copy(&mut stdin, &mut f).ctx("read stdin into", &path)?;
         f.flush().ctx("write", &path)?;
     }
-    let idx = TarIndex::open(&path).map_err(|e| e.context("stdin".to_string()))?;
+    let idx = TarIndex::open_as(&path, "stdin")?;
     if idx.contains("manifest.json") {
         let images = docker_archive::load_indexed(store, &idx, None, progress, jobs)?;
         return Ok(images.into_iter().map(|img| { let d = img.manifest_digest.clone(); object(&img, "docker-archive:-".into(), d, None) }).collect());
@@ -218,6 +233,32 @@ fn pull_stdin(store: &Store, popts: &PullOptions, progress: &Progress, jobs: usi
         return Ok(vec![object(&img, "oci-archive:-".into(), d, None)]);
     }
     Err(Error::invalid("stdin is a tar archive, but neither a `docker save` archive (manifest.json) nor an OCI archive (index.json)"))
+}
+
+/// Refuse what cannot be the start of a tar archive: fewer than 512 bytes,
+/// an end-of-archive block, or a block whose header checksum is wrong.
+fn check_tar_header(block: &[u8]) -> Result<()> {
+    let not_tar = |why: &str| {
+        Error::invalid(format!("stdin: not a tar archive ({why})"))
+            .hint("`ci-pull -` reads a `docker save` archive or an OCI archive (a tar) on stdin")
+    };
+    if block.is_empty() {
+        return Err(not_tar("stdin is empty"));
+    }
+    if block.len() < 512 {
+        return Err(not_tar(&format!("it ends after {} bytes, before the first 512-byte header", block.len())));
+    }
+    if block.iter().all(|&b| b == 0) {
+        return Err(not_tar("it starts with an end-of-archive block: an empty archive"));
+    }
+    // The checksum field (bytes 148..156, octal) is the sum of the header's bytes, itself counted as spaces.
+    let sum: u32 = block.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { u32::from(b' ') } else { u32::from(b) }).sum();
+    let field = String::from_utf8_lossy(&block[148..156]);
+    let stored = u32::from_str_radix(field.trim_matches(|c: char| c == ' ' || c == '\0'), 8).ok();
+    if stored != Some(sum) {
+        return Err(not_tar("the first 512-byte block is not a tar header: its checksum does not match"));
+    }
+    Ok(())
 }
 
 /// What `ci-push login` did.
@@ -273,4 +314,32 @@ pub fn logout(host: &str) -> Result<LogoutObject> {
 /// Where credentials for a host would come from (for messages).
 pub fn credentials_source(host: &str) -> Result<Option<CredStore>> {
     Ok(DockerConfig::load()?.get(host)?.map(|(_, s)| s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_block_must_be_a_tar_header() {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(2);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "manifest.json", &b"[]"[..]).unwrap();
+        let tar = b.into_inner().unwrap();
+        check_tar_header(&tar[..512]).unwrap();
+        for (garbage, why) in [
+            (vec![], "empty"),
+            (b"{\"kind\":\"image\"}".to_vec(), "ends after"),
+            (vec![0u8; 512], "end-of-archive"),
+            (vec![b'x'; 512], "checksum"),
+        ] {
+            let e = check_tar_header(&garbage).unwrap_err().to_string();
+            assert!(e.contains("not a tar archive") && e.contains(why), "{e}");
+        }
+        let mut flipped = tar[..512].to_vec();
+        flipped[0] ^= 1;
+        assert!(check_tar_header(&flipped).is_err());
+    }
 }

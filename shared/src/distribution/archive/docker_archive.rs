@@ -55,8 +55,22 @@ pub fn load(store: &Store, path: &Path, only: Option<&Reference>, progress: &Pro
     load_indexed(store, &idx, only, progress, jobs)
 }
 
+/// An image's config from the archive, checked: its name (`<hex>.json`)
+/// and its digest agree, it parses, it lists one diff_id per layer.
+fn read_config(idx: &TarIndex, e: &Entry, what: &str) -> Result<(Vec<u8>, Digest)> {
+    let config = idx.read_small(&e.config, MAX_CONFIG)?;
+    let config_digest = Digest::sha256_of(&config);
+    if let Some(hex) = promised_hex(&e.config) {
+        if hex != config_digest.encoded() {
+            return Err(Error::Corrupt(format!("{what}: {} does not hash to its name (it is {config_digest})", e.config)));
+        }
+    }
+    check_config(&config, e.layers.len(), &format!("{what} ({})", e.config))?;
+    Ok((config, config_digest))
+}
+
 pub fn load_indexed(store: &Store, idx: &TarIndex, only: Option<&Reference>, progress: &Progress, jobs: usize) -> Result<Vec<Image>> {
-    let what = idx.path().display().to_string();
+    let what = idx.name().to_string();
     let bad = |why: String| Error::invalid(format!("{what}: malformed docker archive: {why}"));
     let mj = idx.read_small("manifest.json", MAX_MANIFEST)?;
     let mut entries: Vec<Entry> = serde_json::from_slice(&mj).map_err(|e| bad(format!("manifest.json: {e}")))?;
@@ -94,18 +108,15 @@ pub fn load_indexed(store: &Store, idx: &TarIndex, only: Option<&Reference>, pro
             .collect::<Result<Vec<_>>>()?;
         plans.push(tags);
     }
+    // Every config checked before anything is staged: a malformed archive leaves no trace.
+    for e in &entries {
+        read_config(idx, e, &what)?;
+    }
     let _gc = store.lock_shared(LockKind::Gc)?;
     let ingest = Ingest::open(store)?;
     let mut images = Vec::new();
     for (e, tags) in entries.iter().zip(plans) {
-        let config = idx.read_small(&e.config, MAX_CONFIG)?;
-        let config_digest = Digest::sha256_of(&config);
-        if let Some(hex) = promised_hex(&e.config) {
-            if hex != config_digest.encoded() {
-                return Err(Error::Corrupt(format!("{what}: {} does not hash to its name (it is {config_digest})", e.config)));
-            }
-        }
-        check_config(&config, e.layers.len(), &format!("{what} ({})", e.config))?;
+        let (config, config_digest) = read_config(idx, e, &what)?;
         let cfg: serde_json::Value = serde_json::from_slice(&config).expect("checked above");
         let diff_ids: Vec<Digest> = cfg["rootfs"]["diff_ids"]
             .as_array()

@@ -24,6 +24,8 @@ const MAX_ENTRIES: usize = 100_000;
 /// Where each regular file of a tarball is.
 pub struct TarIndex {
     path: PathBuf,
+    /// How messages name the archive (its path, or `stdin` for a spooled copy).
+    name: String,
     entries: HashMap<String, (u64, u64)>,
 }
 
@@ -38,17 +40,32 @@ pub fn clean_name(name: &str) -> Option<String> {
 
 impl TarIndex {
     pub fn open(path: &Path) -> Result<TarIndex> {
+        TarIndex::open_as(path, &path.display().to_string())
+    }
+
+    /// Index the tarball at `path`, naming it `what` in messages.
+    pub fn open_as(path: &Path, what: &str) -> Result<TarIndex> {
         let f = File::open(path).ctx("open archive", path)?;
+        let len = f.metadata().ctx("stat archive", path)?.len();
         let mut archive = tar::Archive::new(f);
         let bad = |e: std::io::Error| {
-            Error::invalid(format!("{}: not a tar archive, or a damaged one: {}", path.display(), e.to_string().lines().next().unwrap_or("")))
+            Error::invalid(format!("{}: not a tar archive, or a damaged one: {}", what, e.to_string().lines().next().unwrap_or("")))
         };
         let mut entries = HashMap::new();
         // Seek over the data of each entry instead of reading it.
         for entry in archive.entries_with_seek().map_err(bad)? {
             let entry = entry.map_err(bad)?;
             if entries.len() >= MAX_ENTRIES {
-                return Err(Error::invalid(format!("{}: more than {MAX_ENTRIES} entries; not an image archive", path.display())));
+                return Err(Error::invalid(format!("{}: more than {MAX_ENTRIES} entries; not an image archive", what)));
+            }
+            // Seeking past the end raises nothing: check that the data is there.
+            if entry.raw_file_position().saturating_add(entry.size()) > len {
+                let raw = entry.path().map(|p| p.to_string_lossy().to_string()).unwrap_or_default();
+                return Err(Error::invalid(format!(
+                    "{what}: a truncated archive: {raw:?} needs {} bytes, but the archive ends {} bytes into it",
+                    entry.size(),
+                    len.saturating_sub(entry.raw_file_position())
+                )));
             }
             let kind = entry.header().entry_type();
             if !kind.is_file() {
@@ -57,17 +74,22 @@ impl TarIndex {
             let raw = entry.path().map_err(bad)?.to_string_lossy().to_string();
             let Some(name) = clean_name(&raw) else { continue };
             if entries.insert(name.clone(), (entry.raw_file_position(), entry.size())).is_some() {
-                return Err(Error::invalid(format!("{}: malformed archive: {name} appears twice", path.display())));
+                return Err(Error::invalid(format!("{}: malformed archive: {name} appears twice", what)));
             }
         }
         if entries.is_empty() {
-            return Err(Error::invalid(format!("{}: an empty archive (no files)", path.display())));
+            return Err(Error::invalid(format!("{}: an empty archive (no files)", what)));
         }
-        Ok(TarIndex { path: path.to_path_buf(), entries })
+        Ok(TarIndex { path: path.to_path_buf(), name: what.to_string(), entries })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The archive as messages name it.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -82,7 +104,7 @@ impl TarIndex {
     /// Open an entry's data for reading.
     pub fn open_entry(&self, name: &str) -> Result<(Box<dyn Read + Send>, u64)> {
         let (off, size) = clean_name(name).and_then(|n| self.entries.get(&n).copied()).ok_or_else(|| {
-            Error::invalid(format!("{}: malformed archive: it has no file {name:?}", self.path.display()))
+            Error::invalid(format!("{}: malformed archive: it has no file {name:?}", self.name))
         })?;
         let mut f = File::open(&self.path).ctx("open archive", &self.path)?;
         f.seek(SeekFrom::Start(off)).ctx("seek in archive", &self.path)?;
@@ -93,7 +115,7 @@ impl TarIndex {
     pub fn read_small(&self, name: &str, limit: u64) -> Result<Vec<u8>> {
         let (mut r, size) = self.open_entry(name)?;
         if size > limit {
-            return Err(Error::invalid(format!("{}: {name} is {size} bytes, more than the limit of {limit}", self.path.display())));
+            return Err(Error::invalid(format!("{}: {name} is {size} bytes, more than the limit of {limit}", self.name)));
         }
         let mut data = Vec::with_capacity(size as usize);
         r.read_to_end(&mut data).ctx("read archive", &self.path)?;

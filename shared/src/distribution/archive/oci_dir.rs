@@ -67,7 +67,7 @@ impl LayoutFiles for DirFiles {
 
 impl LayoutFiles for TarIndex {
     fn describe(&self) -> String {
-        self.path().display().to_string()
+        self.name().to_string()
     }
     fn open(&self, name: &str) -> Result<(Box<dyn Read + Send>, u64)> {
         self.open_entry(name)
