@@ -78,7 +78,8 @@ pub struct Run {
     pub status: ExitStatus,
     pub stdout: String,
     pub stderr: String,
-    /// Peak resident memory of the tool (wait4's ru_maxrss), in KiB.
+    /// Peak resident memory of the tool (VmHWM of its /proc status,
+    /// polled every millisecond), in KiB.
     pub max_rss_kib: u64,
     pub elapsed: Duration,
 }
@@ -136,7 +137,14 @@ pub fn run_measured(mut cmd: Command, input: Input) -> Run {
     });
     let out = drain(child.stdout.take().expect("piped"));
     let err = drain(child.stderr.take().expect("piped"));
-    let (status, rss) = wait4(child.id() as i32);
+    let reaped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let (pid, reaped) = (child.id(), reaped.clone());
+        std::thread::spawn(move || peak_rss(pid, &reaped))
+    };
+    let (status, _) = wait4(child.id() as i32);
+    reaped.store(true, std::sync::atomic::Ordering::SeqCst);
+    let rss = poller.join().unwrap();
     let elapsed = started.elapsed();
     if let Some(f) = feeder {
         let _ = f.join();
@@ -176,7 +184,27 @@ fn drain(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
     })
 }
 
-/// Reap a child and return its status and peak RSS (KiB).
+/// The highest VmHWM seen in /proc/PID/status until `reaped`. wait4's
+/// ru_maxrss cannot be used: a child spawned with vfork (as Rust does)
+/// counts its parent's memory as its own at exec, so it would measure the
+/// test process. VmHWM belongs to the memory the tool has after its exec,
+/// so samples taken before the exec (same executable as ours) are skipped.
+fn peak_rss(pid: u32, reaped: &std::sync::atomic::AtomicBool) -> u64 {
+    let ours = std::fs::read_link("/proc/self/exe").ok();
+    let mut peak = 0;
+    while !reaped.load(std::sync::atomic::Ordering::SeqCst) {
+        if std::fs::read_link(format!("/proc/{pid}/exe")).ok() != ours {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            if let Some(kib) = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()) {
+                peak = peak.max(kib);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    peak
+}
+
+/// Reap a child and return its status and ru_maxrss (KiB; see [`peak_rss`] for why it is not used).
 pub fn wait4(pid: i32) -> (ExitStatus, u64) {
     let mut status = 0;
     // SAFETY: plain wait4 into locals.
@@ -261,6 +289,15 @@ pub fn diff(a: &Snapshot, b: &Snapshot) -> Vec<String> {
         }
     }
     d
+}
+
+/// What changed in a store, except lock files created empty on first use
+/// (`ROOT/locks/*.lock`: they hold nothing; a failed command may take a lock).
+pub fn store_changes(before: &Snapshot, after: &Snapshot) -> Vec<String> {
+    diff(before, after)
+        .into_iter()
+        .filter(|d| !(d.starts_with("+ locks/") && d.contains(".lock (file 100600 0 ")))
+        .collect()
 }
 
 /// Mount points at or below `dir` in this mount namespace.
