@@ -142,9 +142,11 @@ pub fn run_measured(mut cmd: Command, input: Input) -> Run {
         let (pid, reaped) = (child.id(), reaped.clone());
         std::thread::spawn(move || peak_rss(pid, &reaped))
     };
-    let (status, _) = wait4(child.id() as i32);
+    let (status, ru_maxrss) = wait4(child.id() as i32);
     reaped.store(true, std::sync::atomic::Ordering::SeqCst);
-    let rss = poller.join().unwrap();
+    // A tool that ended before the first sample: wait4's figure, an upper
+    // bound (it includes this process's memory at the spawn).
+    let rss = poller.join().unwrap().unwrap_or(ru_maxrss);
     let elapsed = started.elapsed();
     if let Some(f) = feeder {
         let _ = f.join();
@@ -189,14 +191,14 @@ fn drain(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
 /// counts its parent's memory as its own at exec, so it would measure the
 /// test process. VmHWM belongs to the memory the tool has after its exec,
 /// so samples taken before the exec (same executable as ours) are skipped.
-fn peak_rss(pid: u32, reaped: &std::sync::atomic::AtomicBool) -> u64 {
+fn peak_rss(pid: u32, reaped: &std::sync::atomic::AtomicBool) -> Option<u64> {
     let ours = std::fs::read_link("/proc/self/exe").ok();
-    let mut peak = 0;
+    let mut peak = None;
     while !reaped.load(std::sync::atomic::Ordering::SeqCst) {
         if std::fs::read_link(format!("/proc/{pid}/exe")).ok() != ours {
             let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
             if let Some(kib) = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()) {
-                peak = peak.max(kib);
+                peak = Some(peak.unwrap_or(0).max(kib));
             }
         }
         std::thread::sleep(Duration::from_millis(1));
