@@ -6,7 +6,7 @@
 //! root, no cgroup or container record of the dead process, no stray
 //! temporary file; then the operation runs again to completion.
 //!
-//! 50 kills per operation by default; `CITEST_SOAK=N` for a longer soak,
+//! 50 kills per operation by default; `CITEST_SOAK=4` for 200 (a factor),
 //! `CITEST_SEED=S` to replay a sequence.
 
 mod hardening_common;

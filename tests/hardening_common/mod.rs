@@ -16,10 +16,12 @@ use std::time::{Duration, Instant};
 
 pub use ci_tests::*;
 
-/// How many iterations a loop runs: `default`, or `$CITEST_SOAK` (a longer
-/// soak: `CITEST_SOAK=200 cargo test --test hardening_kill`).
+/// How many iterations a loop runs: `default` times `$CITEST_SOAK` (1
+/// unless set; a longer soak: `CITEST_SOAK=4 cargo test --test hardening_kill`
+/// makes 200 kills per operation).
 pub fn iterations(default: usize) -> usize {
-    std::env::var("CITEST_SOAK").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    let factor: f64 = std::env::var("CITEST_SOAK").ok().and_then(|v| v.parse().ok()).unwrap_or(1.0);
+    ((default as f64 * factor).round() as usize).max(1)
 }
 
 /// The seed of a randomised loop: `$CITEST_SEED`, or a fixed one (printed,
