@@ -562,5 +562,17 @@ pub fn fsck(store: &Store) -> Result<Vec<String>> {
     if names.len() != index.entries().iter().filter(|e| e.ref_name.is_some()).count() {
         problems.push("index.json names one reference twice".into());
     }
+    // An unpacked layer is renamed into ROOT/layers only when complete: one
+    // without its diff/ or layer.json would be stacked half-made.
+    let dir = store.layers_dir();
+    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().to_string();
+        if Digest::validate(&format!("sha256:{name}")).is_err() {
+            problems.push(format!("{}: not a layer (its name is not a diff_id)", p.display()));
+        } else if !p.join("diff").is_dir() || !p.join("layer.json").is_file() {
+            problems.push(format!("unpacked layer {}: incomplete (no diff/ or layer.json)", p.display()));
+        }
+    }
     Ok(problems)
 }
