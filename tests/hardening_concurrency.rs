@@ -140,7 +140,7 @@ fn tag_loop_against_rm_loop() {
     let tar = rootfs_tar(&mut rng, 1).unwrap();
     let tagger = {
         let cmds: Vec<Command> = (0..n).map(|i| cmd(&root, "ci-build", &["tag", "bb:1", &format!("keep:{i}")])).collect();
-        std::thread::spawn(move || cmds.into_iter().map(|c| run(c)).collect::<Vec<_>>())
+        std::thread::spawn(move || cmds.into_iter().map(run).collect::<Vec<_>>())
     };
     let churner = {
         let mut cmds = Vec::new();
@@ -148,7 +148,7 @@ fn tag_loop_against_rm_loop() {
             cmds.push(cmd(&root, "ci-build", &["tag", "bb:1", &format!("tmp:{i}")]));
             cmds.push(cmd(&root, "ci-build", &["rm", &format!("tmp:{i}")]));
         }
-        std::thread::spawn(move || cmds.into_iter().map(|c| run(c)).collect::<Vec<_>>())
+        std::thread::spawn(move || cmds.into_iter().map(run).collect::<Vec<_>>())
     };
     // Meanwhile, images come and go: rm of a last name collects garbage.
     let collector = {

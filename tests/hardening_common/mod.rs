@@ -109,7 +109,9 @@ pub enum Input {
 }
 
 /// Run a prepared command to its end, feeding `input`, keeping at most
-/// 1 MiB of each output stream, and measure its peak memory with wait4.
+/// 1 MiB of each output stream, and measure its peak memory.
+// The child is reaped by `wait4` (for its status), not `Child::wait`.
+#[allow(clippy::zombie_processes)]
 pub fn run_measured(mut cmd: Command, input: Input) -> Run {
     let (bytes, producer) = match input {
         Input::Null => {
