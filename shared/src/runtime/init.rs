@@ -45,7 +45,7 @@ pub struct Plan<'a> {
 }
 
 /// A failed step: the message for the user and ci-run's exit status.
-struct Fail(String, i32);
+pub(crate) struct Fail(pub(crate) String, pub(crate) i32);
 
 impl From<Error> for Fail {
     fn from(e: Error) -> Fail {
@@ -64,7 +64,7 @@ pub fn run(plan: &Plan, chan: Channel) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-enum Never {}
+pub(crate) enum Never {}
 
 fn setup_and_exec(plan: &Plan, chan: &Channel) -> std::result::Result<Never, Fail> {
     let spec = plan.spec;
@@ -173,6 +173,17 @@ fn setup_and_exec(plan: &Plan, chan: &Channel) -> std::result::Result<Never, Fai
     // 8. No descriptor of ci-run survives the exec (the channel is already
     //    close-on-exec); then privileges.
     sys::cloexec_from(3).ctx("close_range", "(descriptors above 2)")?;
+    become_user(process, &who)?;
+
+    // 9. Lock the door: no new privileges, the syscall filter, exec.
+    let args = process.args().clone().unwrap_or_default();
+    lock_and_exec(process, &args, &env, plan.seccomp, chan, "it becomes PID 1 of the container")
+}
+
+/// Step 8 (shared with `exec`): the spec's capabilities (bounding set, and
+/// effective/permitted for root; none for another user), the groups, the
+/// user switch, no ambient capabilities.
+pub(crate) fn become_user(process: &oci_spec::runtime::Process, who: &user::ExecUser) -> std::result::Result<(), Fail> {
     let caps = process.capabilities().clone().unwrap_or_default();
     let bounding = CapSet::from_oci(caps.bounding().as_ref())?;
     let effective = CapSet::from_oci(caps.effective().as_ref())?;
@@ -188,14 +199,23 @@ fn setup_and_exec(plan: &Plan, chan: &Channel) -> std::result::Result<Never, Fai
     let keep = if who.uid == 0 { effective } else { CapSet(0) };
     capabilities::set(keep, keep, CapSet(0)).ctx("capset", "(container init)")?;
     capabilities::clear_ambient().ctx("clear ambient capabilities", "(container init)")?;
+    Ok(())
+}
 
-    // The program, looked up in the container's PATH as the final user.
-    let args = process.args().clone().unwrap_or_default();
+/// Step 9 (shared with `exec`): find the program in the container's PATH
+/// as the final user, set no_new_privs, install the seccomp filter, tell
+/// the parent, execve. Returns only on failure.
+pub(crate) fn lock_and_exec(
+    process: &oci_spec::runtime::Process,
+    args: &[String],
+    env: &[String],
+    seccomp: Option<&[libc::sock_filter]>,
+    chan: &Channel,
+    becomes: &str,
+) -> std::result::Result<Never, Fail> {
     let cmd = args.first().ok_or_else(|| Error::invalid("no command"))?;
     let path_env = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(super::spec::DEFAULT_PATH).to_string();
     let exe = find_executable(cmd, &path_env)?;
-
-    // 9. Lock the door: no new privileges, the syscall filter, exec.
     // SAFETY: umask/prctl with integer arguments.
     unsafe { libc::umask(0o022) };
     if process.no_new_privileges().unwrap_or(false) {
@@ -205,11 +225,11 @@ fn setup_and_exec(plan: &Plan, chan: &Channel) -> std::result::Result<Never, Fai
             return Err(Error::io("prctl", "PR_SET_NO_NEW_PRIVS", std::io::Error::last_os_error()).into());
         }
     }
-    if let Some(prog) = plan.seccomp {
+    if let Some(prog) = seccomp {
         explain!(format!("install the seccomp filter ({} BPF instructions; refused calls fail with EPERM)", prog.len()); "");
         sys::seccomp_set_filter(prog).ctx("install seccomp filter", "(container init)")?;
     }
-    explain!(format!("execve {} — it becomes PID 1 of the container", super::spec::display_command(&args)); format!("exec {}", super::spec::display_command(&args)));
+    explain!(format!("execve {} — {becomes}", super::spec::display_command(args)); format!("exec {}", super::spec::display_command(args)));
     super::profile::mark("init: execve");
     chan.send(&FromChild::Exec { path: exe.to_string_lossy().into_owned() }, None)?;
     let argv: Vec<CString> = args.iter().map(|a| CString::new(a.as_bytes())).collect::<std::result::Result<_, _>>().map_err(|_| Error::invalid("an argument contains a NUL byte"))?;
@@ -265,7 +285,7 @@ fn find_executable(cmd: &str, path_env: &str) -> std::result::Result<CString, Fa
     }
 }
 
-fn reset_signals() {
+pub(crate) fn reset_signals() {
     // SAFETY: plain signal-state syscalls on our own (single-threaded) process.
     unsafe {
         for sig in 1..libc::SIGRTMAX() {
