@@ -87,12 +87,17 @@ fn exec_user_env_workdir_stdin_tty_and_detach() {
 fn exec_workdir_through_proc_self_fd_and_descriptors() {
     let Some(lab) = Lab::new("containers") else { return };
     running(&lab, "box");
+    let mut through_a_link = 0;
     for n in 3..40 {
         let w = format!("/proc/self/fd/{n}");
         let out = lab.ci(&["exec", "-w", &w, "box", "pwd"]);
         assert_eq!(code(&out), 126, "-w {w}: {} {}", text(&out.stdout), text(&out.stderr));
-        assert!(text(&out.stderr).contains("symbolic link that leaves the container"), "-w {w}: {}", text(&out.stderr));
+        // An open descriptor is a magic link: refused. A closed one does not exist.
+        let err = text(&out.stderr);
+        assert!(err.contains("symbolic link that leaves the container") || err.contains("no such directory"), "-w {w}: {err}");
+        through_a_link += err.contains("symbolic link") as usize;
     }
+    assert!(through_a_link > 0, "the open descriptors were tried and refused");
     // ci-run started with more descriptors open: the exec'd shell has 0, 1, 2 only.
     use std::os::unix::process::CommandExt;
     let host_dir = std::fs::File::open("/etc").unwrap();
@@ -132,7 +137,7 @@ fn a_joining_exec_cannot_be_reached_from_inside() {
     let probe = r#"for p in /proc/[0-9]*; do n=${p#/proc/}; [ "$n" = 1 ] && continue; [ "$n" = $$ ] && continue; [ "$(cat $p/comm 2>/dev/null)" = ci-run ] || continue; echo "held $n";
       for f in $p/fd/*; do [ -e "$f" ] || continue; readlink "$f" >/dev/null 2>&1 && echo "LINK $f"; cat "$f" </dev/null >/dev/null 2>&1 && echo "OPEN $f"; done;
       cat $p/environ >/dev/null 2>&1 && echo "ENVIRON"; readlink $p/exe >/dev/null 2>&1 && echo "EXE"; readlink $p/root >/dev/null 2>&1 && echo "ROOT"; readlink $p/cwd >/dev/null 2>&1 && echo "CWD";
-      head -c 1 $p/mem >/dev/null 2>&1 && echo "MEM"; (echo x >> $p/exe) 2>/dev/null && echo "WROTE EXE"; (echo x > $p/exe) 2>/dev/null && echo "TRUNCATED EXE"; done"#;
+      head -c 1 $p/mem >/dev/null 2>&1 && echo "MEM"; (echo x >> $p/exe) 2>/dev/null && echo "WROTE EXE"; (echo x > $p/exe) 2>/dev/null && echo "TRUNCATED EXE"; done; true"#;
     let mut report = String::new();
     wait_until("the held exec to be visible inside", || {
         report = lab.ok(&["exec", "box", "sh", "-c", probe]);
@@ -187,8 +192,9 @@ fn helpers_execute_nothing_of_the_container() {
     running(&lab, "box");
     let trace = lab.root.path().join("trace");
     for verb in [&["top", "box"][..], &["stats", "--no-stream", "box"], &["logs", "box"], &["exec", "box", "true"], &["inspect", "box"], &["ps", "-a"]] {
-        let out = lab
-            .tool("strace")
+        let out = std::process::Command::new("strace")
+            .env("CIROOT", &lab.store)
+            .stdin(Stdio::null())
             .args(["-f", "-qq", "-e", "trace=execve,execveat", "-o"])
             .arg(&trace)
             .arg(tool_path("ci-run"))

@@ -46,10 +46,10 @@ fn killing_the_monitor_leaves_ps_truthful() {
 #[test]
 fn run_dir_wiped_as_by_a_reboot() {
     let Some(lab) = Lab::new("containers") else { return };
-    let a = lab.run_d(&["--name", "a"], &["sleep", "1000"])["id"].as_str().unwrap().to_string();
-    let b = lab.run_d(&["--name", "b", "--restart", "always"], &["sleep", "1000"])["id"].as_str().unwrap().to_string();
+    let a = lab.run_d(&["--name", "aa"], &["sleep", "1000"])["id"].as_str().unwrap().to_string();
+    let b = lab.run_d(&["--name", "bb", "--restart", "always"], &["sleep", "1000"])["id"].as_str().unwrap().to_string();
     // The "reboot": every process of the containers dies, /run is emptied.
-    for name in ["a", "b"] {
+    for name in ["aa", "bb"] {
         let pid = lab.inspect(name)["state"]["pid"].as_i64().unwrap() as i32;
         unsafe { libc::kill(monitor_pid(&lab, name), libc::SIGKILL) };
         wait_until("the container gone", || zombie(pid));
@@ -60,12 +60,12 @@ fn run_dir_wiped_as_by_a_reboot() {
     for o in &all {
         assert_eq!(o["state"], "exited", "{o}");
     }
-    assert!(lab.inspect("a")["state"]["error"].as_str().unwrap().contains("/run"));
+    assert!(lab.inspect("aa")["state"]["error"].as_str().unwrap().contains("/run"));
     // The cgroups the dead monitors left were removed when the records were put right.
     assert!(cgroup_dirs(&a).is_empty() && cgroup_dirs(&b).is_empty());
-    lab.ok(&["start", "a"]);
-    assert_eq!(lab.state("a"), "running");
-    lab.ok(&["rm", "-f", "a", "b"]);
+    lab.ok(&["start", "aa"]);
+    assert_eq!(lab.state("aa"), "running");
+    lab.ok(&["rm", "-f", "aa", "bb"]);
     assert!(lab.ids().is_empty());
     assert!(!lab.run_dir().exists(), "the store's run directory goes with its last container");
 }
@@ -238,6 +238,8 @@ fn a_full_disk_does_not_kill_the_container_or_break_the_log() {
     std::fs::remove_file(&ballast).unwrap();
     wait_until("logging to go on", || count_lines() > at_full + 100);
     wait_until("the filesystem to fill up again", full);
+    // Stop the writer, then read: only whole, ordered records.
+    lab.ci(&["kill", "chatty"]);
     let data = std::fs::read(&log).unwrap();
     assert!(data.ends_with(b"\n"), "the last line is whole");
     let mut last = 0u64;

@@ -265,18 +265,20 @@ fn child_steps(plan: &Plan, chan: &Channel) -> std::result::Result<Never, Fail> 
     nix::unistd::fchdir(&dir).ctx("chdir", &cwd)?;
     drop(dir);
     drop(root);
-    debug_hold();
 
     // Nothing of ci-run survives the exec; then privileges, then the program.
     sys::cloexec_from(3).ctx("close_range", "(descriptors above 2)")?;
     init::become_user(process, &who)?;
+    debug_hold();
     init::lock_and_exec(process, &plan.opts.command, &env, plan.seccomp, chan, "it runs in the container beside its PID 1")
 }
 
 /// Tests only (debug builds): with `CI_DEBUG_EXEC_HOLD=PATH`, wait here —
-/// inside the container, still a copy of ci-run holding its descriptors —
-/// until PATH (a path in the container) exists, so a test can try to reach
-/// this process from inside (CVE-2016-9962, CVE-2019-5736).
+/// inside the container, with the container's user and capabilities (so
+/// that its processes are no longer kept out by a larger capability set),
+/// but still a copy of ci-run whose descriptors are open until the execve —
+/// until PATH (a path in the container) exists, so that a test can try to
+/// reach this process from inside (CVE-2016-9962, CVE-2019-5736).
 fn debug_hold() {
     #[cfg(debug_assertions)]
     if let Some(p) = std::env::var_os("CI_DEBUG_EXEC_HOLD") {

@@ -231,7 +231,7 @@ pub fn refresh(store: &crate::store::Store, c: &mut Container) -> Result<Observe
     };
     explain!("container {}: {why}; recording it as exited", &c.record.id[..12]);
     let cleaned = remove_cgroup(c);
-    c.update(|r| {
+    let settle = |r: &mut super::container::Record| {
         r.state = Status::Exited;
         r.exit_code = None;
         r.finished_at = Some(now_rfc3339());
@@ -239,7 +239,12 @@ pub fn refresh(store: &crate::store::Store, c: &mut Container) -> Result<Observe
             Ok(()) => why.clone(),
             Err(e) => format!("{why}; removing its cgroup failed: {e}"),
         });
-    })?;
+    };
+    // Best effort: on a full disk the record cannot be rewritten, and that
+    // must not keep `ps` from telling the truth or `rm` from removing it.
+    if c.update(settle).is_err() {
+        settle(&mut c.record);
+    }
     remove_run_dir(&c.dir);
     if c.record.auto_remove {
         let doomed = c.clone();
