@@ -350,3 +350,49 @@ fn bad_run_flags_create_nothing() {
     assert_eq!(code(&out), 127);
     assert_eq!(lab.ids().len(), 1, "the --rm one is gone");
 }
+
+/// `-di` and `-dt` keep a shell alive (its stdin is a pipe, or a terminal,
+/// that the monitor holds open), as `docker run -dit IMAGE sh` does.
+#[test]
+fn interactive_detached_shells_stay_up() {
+    let Some(lab) = Lab::new("containers") else { return };
+    lab.run_d(&["-i", "--name", "di"], &["sh"]);
+    lab.run_d(&["-i", "-t", "--name", "dit"], &["sh"]);
+    for name in ["di", "dit"] {
+        assert_eq!(lab.ok(&["exec", name, "echo", "alive"]), "alive\n");
+        assert_eq!(lab.state(name), "running");
+    }
+    assert_eq!(lab.inspect("dit")["config"]["tty"], true);
+    lab.ok(&["stop", "-t", "1", "di", "dit"]);
+    lab.ok(&["rm", "di", "dit"]);
+}
+
+#[test]
+fn logs_since_and_stats_streaming() {
+    let Some(lab) = Lab::new("containers") else { return };
+    lab.run_d(&["--name", "ticker"], &["sh", "-c", "echo early; while [ ! -f /tmp/go ]; do sleep 0.05; done; echo late; exec sleep 1000"]);
+    lab.wait_log("ticker", "early");
+    let recs = json_lines(lab.ok(&["--format", "json", "logs", "ticker"]).as_bytes());
+    let first = recs[0]["time"].as_str().unwrap().to_string();
+    lab.ok(&["exec", "ticker", "touch", "/tmp/go"]);
+    lab.wait_log("ticker", "late");
+    // --since the first record's time includes it; a later time does not.
+    assert_eq!(lab.ok(&["logs", "--since", &first, "ticker"]), "early\nlate\n");
+    let late = json_lines(lab.ok(&["--format", "json", "logs", "ticker"]).as_bytes())[1]["time"].as_str().unwrap().to_string();
+    assert_eq!(lab.ok(&["logs", "--since", &late, "ticker"]), "late\n");
+    assert_eq!(lab.ok(&["logs", "--until", &first, "ticker"]), "early\n");
+    assert!(lab.ok(&["logs", "--since", "1h", "ticker"]).contains("late"));
+    // stats without --no-stream: a JSON line per container per second, until stopped.
+    let mut s = lab.cmd(&["stats", "ticker"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut r = BufReader::new(s.stdout.take().unwrap());
+    for _ in 0..2 {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["name"], "ticker");
+        assert_eq!(v["pids"], 1);
+    }
+    s.kill().unwrap();
+    s.wait().unwrap();
+    lab.ok(&["rm", "-f", "ticker"]);
+}

@@ -253,3 +253,22 @@ fn a_full_disk_does_not_kill_the_container_or_break_the_log() {
     lab.ok(&["rm", "-f", "chatty"]);
     assert!(lab.ids().is_empty());
 }
+
+/// /run/ci removed by hand while a container runs under its monitor: the
+/// container is found through its cgroup, shown running, and can be stopped.
+#[test]
+fn run_dir_removed_under_a_live_monitor() {
+    let Some(lab) = Lab::new("containers") else { return };
+    let o = lab.run_d(&["--name", "unseen"], &["sleep", "1000"]);
+    let pid = o["pid"].as_i64().unwrap();
+    std::fs::remove_dir_all(lab.run_dir()).unwrap();
+    let ps = json_lines(lab.ok(&["ps"]).as_bytes());
+    assert_eq!(ps.len(), 1, "still listed as running");
+    assert_eq!(ps[0]["pid"], pid, "PID 1 found through the cgroup");
+    let stopped = json_lines(lab.ok(&["stop", "-t", "1", "unseen"]).as_bytes());
+    assert_eq!(stopped[0]["state"], "exited");
+    wait_until("the monitor gone", || processes_mentioning(o["id"].as_str().unwrap()).is_empty());
+    assert_eq!(lab.state("unseen"), "exited");
+    lab.ok(&["rm", "unseen"]);
+    assert!(lab.ids().is_empty());
+}

@@ -133,10 +133,13 @@ fn after_exit(store: &Store, c: &mut Container) -> Result<Option<i32>> {
 /// Returns the exit status (None: unknown).
 pub fn stop(store: &Store, c: &mut Container, timeout: u64, signal: Option<i32>) -> Result<Option<i32>> {
     let seen = state::refresh(store, c)?;
-    if !matches!(seen.status, Status::Running | Status::Restarting) {
+    // A live monitor knows best: PID 1 may have just exited, with the
+    // monitor about to restart it (or to record the end).
+    let monitor = monitor_of(c, &seen);
+    if monitor.is_none() && !matches!(seen.status, Status::Running | Status::Restarting) {
         return Err(not_running(c, &seen));
     }
-    if let Some(s) = monitor_of(c, &seen) {
+    if let Some(s) = monitor {
         explain!("ask the monitor of {} to stop it (monitor.sock)", short(c));
         match monitor::ask(s, &Request::Stop { signal, timeout_secs: timeout }) {
             Some(Reply::Exited { code }) => {
@@ -180,17 +183,24 @@ pub fn kill(store: &Store, c: &mut Container, signal: i32) -> Result<()> {
     let seen = state::refresh(store, c)?;
     let ends_it = signal == libc::SIGKILL || signal == monitor::stop_signal(c);
     let restarting = seen.status == Status::Restarting && ends_it;
-    if seen.status != Status::Running && !restarting {
+    let monitor = monitor_of(c, &seen);
+    if monitor.is_none() && seen.status != Status::Running && !restarting {
         return Err(not_running(c, &seen));
     }
-    if let Some(s) = monitor_of(c, &seen) {
+    if let Some(s) = monitor {
         explain!("ask the monitor of {} to send signal {signal} (monitor.sock)", short(c));
         match monitor::ask(s, &Request::Kill { signal }) {
             Some(Reply::Exited { .. }) => return monitor_gone(c),
-            Some(Reply::Done) if ends_it && seen.status == Status::Restarting => return monitor_gone(c),
+            Some(Reply::Done) if ends_it && seen.status != Status::Running => return monitor_gone(c),
             Some(Reply::Done) => return Ok(()),
-            Some(Reply::Error { message }) => return Err(Error::Conflict(message)),
-            None => {}
+            Some(Reply::Error { .. }) => return Err(not_running(c, &seen)),
+            None => {
+                // The monitor went away without answering: see what is left.
+                let seen = state::refresh(store, c)?;
+                if seen.status != Status::Running {
+                    return if ends_it { Ok(()) } else { Err(not_running(c, &seen)) };
+                }
+            }
         }
     }
     if ends_it {

@@ -226,7 +226,6 @@ fn run(root: &Path, id: &str) -> i32 {
             return 1;
         }
     }
-    drop(send);
     m.watch();
     // Exit holding the lock: the kernel drops it with the process, so a tool
     // that waits for it knows the monitor is gone, not merely finishing.
@@ -235,6 +234,8 @@ fn run(root: &Path, id: &str) -> i32 {
 
 /// One client of monitor.sock.
 struct Client {
+    /// Stable while others come and go (replies remove clients).
+    id: u64,
     stream: UnixStream,
     buf: Vec<u8>,
     /// Waiting for the next exit (a stop, a SIGKILL or a wait).
@@ -259,6 +260,7 @@ struct Monitor {
     listener: UnixListener,
     signals: SignalFd,
     clients: Vec<Client>,
+    next_client: u64,
     log: Option<LogWriter>,
     running: Option<Running>,
     backoff: Backoff,
@@ -347,6 +349,7 @@ impl Monitor {
             listener,
             signals,
             clients: Vec::new(),
+            next_client: 0,
             log,
             running: None,
             backoff: Backoff::default(),
@@ -396,6 +399,11 @@ impl Monitor {
             nonblocking(fd);
         }
         self.running = Some(Running { child, cgroup: started.cgroup, outputs, _stdin: stdin.map(|p| p.1), since: Instant::now() });
+        // The start path (spec, seccomp program, cgroup layout) is done with:
+        // hand its heap back, the monitor idles on a few kilobytes.
+        drop(spec);
+        // SAFETY: malloc_trim only releases free heap pages.
+        unsafe { libc::malloc_trim(0) };
         let started_at = self.c.record.started_at.clone();
         self.c.update(|r| {
             r.state = Status::Running;
@@ -448,7 +456,7 @@ impl Monitor {
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
                 let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
-                let clients: Vec<usize> = (0..self.clients.len()).filter(|i| ready(&fds[2 + i])).collect();
+                let clients: Vec<u64> = self.clients.iter().enumerate().filter(|(i, _)| ready(&fds[2 + i])).map(|(_, c)| c.id).collect();
                 let (exited, outputs) = if self.running.is_some() {
                     (ready(&fds[first_run]), (0..fds.len() - first_run - 1).filter(|i| ready(&fds[first_run + 1 + i])).collect())
                 } else {
@@ -468,8 +476,8 @@ impl Monitor {
             if accept {
                 self.accept();
             }
-            for i in ready_clients.into_iter().rev() {
-                self.serve(i);
+            for id in ready_clients {
+                self.serve(id);
             }
             if exited {
                 self.exited();
@@ -545,7 +553,8 @@ impl Monitor {
         drop((child, outputs, _stdin));
         self.kill_at = None;
         self.last_code = code;
-        let error = cleanup.err().map(|e| e.to_string()).or_else(|| self.log.as_ref().and_then(|l| l.last_error.clone()));
+        let log_error = self.log.as_ref().filter(|l| l.dropped > 0).map(|l| format!("{} log records were dropped ({})", l.dropped, l.last_error.clone().unwrap_or_default()));
+        let error = cleanup.err().map(|e| e.to_string()).or(log_error);
         // A manual stop recorded by a tool that could not reach us (see control).
         let manual_on_disk = self.c.reload().map(|()| self.c.record.manually_stopped).unwrap_or(false);
         if self.c.record.restart_policy.should_restart(code, self.c.record.restart_count, self.manual || manual_on_disk) {
@@ -635,14 +644,19 @@ impl Monitor {
     fn accept(&mut self) {
         while let Ok((stream, _)) = self.listener.accept() {
             let _ = stream.set_nonblocking(true);
-            self.clients.push(Client { stream, buf: Vec::new(), waiting: false });
+            self.next_client += 1;
+            self.clients.push(Client { id: self.next_client, stream, buf: Vec::new(), waiting: false });
         }
     }
 
-    /// Read from client `i`; act on a complete request.
-    fn serve(&mut self, i: usize) {
+    fn client(&mut self, id: u64) -> Option<&mut Client> {
+        self.clients.iter_mut().find(|c| c.id == id)
+    }
+
+    /// Read from client `id`; act on a complete request.
+    fn serve(&mut self, id: u64) {
         let mut buf = [0u8; 4096];
-        let cl = &mut self.clients[i];
+        let Some(cl) = self.client(id) else { return };
         let closed = match cl.stream.read(&mut buf) {
             Ok(0) => true,
             Ok(n) => {
@@ -652,23 +666,23 @@ impl Monitor {
             Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
         };
         if closed {
-            self.clients.remove(i);
+            self.clients.retain(|c| c.id != id);
             return;
         }
         let Some(end) = cl.buf.iter().position(|b| *b == b'\n') else { return };
         let req = serde_json::from_slice::<Request>(&cl.buf[..end]);
         cl.buf.clear();
         match req {
-            Err(e) => self.reply(i, Reply::Error { message: format!("unreadable request: {e}") }),
+            Err(e) => self.reply(id, Reply::Error { message: format!("unreadable request: {e}") }),
             Ok(Request::Wait) => {
                 if self.running.is_some() {
-                    self.clients[i].waiting = true;
+                    self.wait_for_exit(id);
                 } else {
-                    self.reply(i, Reply::Exited { code: self.last_code });
+                    self.reply(id, Reply::Exited { code: self.last_code });
                 }
             }
             Ok(Request::Stop { signal, timeout_secs }) => {
-                self.clients[i].waiting = true;
+                self.wait_for_exit(id);
                 self.stop(signal, timeout_secs);
             }
             Ok(Request::Kill { signal }) => {
@@ -681,16 +695,16 @@ impl Monitor {
                     Some(r) => {
                         r.child.kill(signal);
                         if signal == libc::SIGKILL {
-                            self.clients[i].waiting = true;
+                            self.wait_for_exit(id);
                         } else {
-                            self.reply(i, Reply::Done);
+                            self.reply(id, Reply::Done);
                         }
                     }
                     None if ends_it => {
-                        self.reply(i, Reply::Done);
+                        self.wait_for_exit(id);
                         self.give_up_restarting();
                     }
-                    None => self.reply(i, Reply::Error { message: "the container is not running (it is waiting to be restarted)".into() }),
+                    None => self.reply(id, Reply::Error { message: "the container is not running (it is waiting to be restarted)".into() }),
                 }
             }
         }
@@ -712,20 +726,26 @@ impl Monitor {
         }
     }
 
-    fn reply(&mut self, i: usize, r: Reply) {
+    fn wait_for_exit(&mut self, id: u64) {
+        if let Some(c) = self.client(id) {
+            c.waiting = true;
+        }
+    }
+
+    /// Answer client `id` and close its connection.
+    fn reply(&mut self, id: u64, r: Reply) {
+        let Some(pos) = self.clients.iter().position(|c| c.id == id) else { return };
+        let mut cl = self.clients.remove(pos);
         let mut line = serde_json::to_vec(&r).expect("replies serialise");
         line.push(b'\n');
-        let cl = &mut self.clients[i];
         let _ = cl.stream.set_nonblocking(false);
         let _ = cl.stream.write_all(&line);
-        self.clients.remove(i);
     }
 
     fn reply_waiters(&mut self, r: Reply) {
-        for i in (0..self.clients.len()).rev() {
-            if self.clients[i].waiting {
-                self.reply(i, r.clone());
-            }
+        let waiting: Vec<u64> = self.clients.iter().filter(|c| c.waiting).map(|c| c.id).collect();
+        for id in waiting {
+            self.reply(id, r.clone());
         }
     }
 }

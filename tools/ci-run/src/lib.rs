@@ -96,48 +96,35 @@ const EXAMPLES: &str = "Examples:
   ci-run logs -f web                          its output, following it across restarts
   ci-run exec -it web sh                      a shell inside the running container
   ci-run stop web && ci-run rm web            stop (TERM, KILL after 10 s), then remove
-  ci-run ps -q --filter status=exited | ci-run rm -   container ids (or objects) on stdin";
+  ci-run ps -a --filter status=exited | ci-run rm -   container objects on stdin";
 
 #[derive(Debug, Subcommand)]
 pub enum Verb {
     /// Run a command in a new container (the same as the verb-less form)
-    Run(run::Args),
-    /// List containers (running ones; -a for all)
+    Run(Box<run::Args>),
+    // The other verbs: their Args structs carry the description (one file each).
     #[command(visible_alias = "ls")]
     Ps(ps::Args),
-    /// Print what a detached container wrote (its log)
     Logs(logs::Args),
-    /// Run a command in a running container
     Exec(exec::Args),
-    /// Stop running containers: the stop signal, then SIGKILL after a timeout
     Stop(stop::Args),
-    /// Send a signal to the main process of running containers (default SIGKILL)
     Kill(kill::Args),
-    /// Start stopped or created containers again, detached
     Start(start::Args),
-    /// Stop, then start containers
     Restart(restart::Args),
-    /// Wait until containers stop; print their exit statuses
     Wait(wait::Args),
-    /// Remove containers (their writable layer and log go with them)
     #[command(visible_alias = "remove")]
     Rm(rm::Args),
-    /// Rename a container
     Rename(rename::Args),
-    /// Remove every container that is not running
     Prune(prune::Args),
-    /// Show the processes of a container
     Top(top::Args),
-    /// Show everything about containers (state, config, mounts, network, restarts)
     Inspect(inspect::Args),
-    /// Show what containers use: CPU, memory, network, block I/O, processes
     Stats(stats::Args),
 }
 
 pub fn run(cli: Cli) -> Result<i32> {
     let g = &cli.global;
     match cli.verb {
-        Some(Verb::Run(a)) => run::run(g, a),
+        Some(Verb::Run(a)) => run::run(g, *a),
         None => run::run(g, cli.run),
         Some(Verb::Ps(a)) => ps::run(g, a),
         Some(Verb::Logs(a)) => logs::run(g, a),

@@ -4,7 +4,14 @@ use ci_core::object::{emit_json, write_table, ContainerObject, Tabular};
 use ci_core::runtime::{container, state};
 use ci_core::Result;
 
-/// List containers
+/// List containers (running ones; -a for all)
+///
+/// The columns docker shows: CONTAINER ID, IMAGE, COMMAND, CREATED, STATUS
+/// ("Up 3 minutes", "Exited (0) 2 seconds ago", "Restarting (1) …",
+/// "Created"), PORTS, NAMES — newest first. Piped, one container object per
+/// line (state, status, exit_code, pid, …), which the other verbs read
+/// back with `-`. A container whose monitor died, or whose state was lost
+/// in a reboot, is never shown as running (see ci-containers(7)).
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = "Filters (repeat --filter to combine; the same key twice means either):
   status=created|running|restarting|exited   name=SUBSTRING   id=PREFIX
@@ -13,7 +20,7 @@ use ci_core::Result;
 Examples:
   ci-run ps                          running containers, as docker shows them
   ci-run ps -a --filter status=exited
-  ci-run ps -aq | ci-run rm -        ids on stdin (objects work too)
+  ci-run ps -a --filter status=exited | ci-run rm -   objects on stdin
   ci-run ps --format json | jq .status")]
 pub struct Args {
     /// Show all containers (default: only running ones)

@@ -11,7 +11,7 @@ use ci_core::Result;
 #[command(after_help = "Examples:
   ci-run rm web
   ci-run rm -f web                        running or not
-  ci-run ps -aq --filter status=exited | ci-run rm -")]
+  ci-run ps -a --filter status=exited | ci-run rm -   container objects on stdin")]
 pub struct Args {
     /// Kill a running container first
     #[arg(short, long)]

@@ -12,7 +12,7 @@ use ci_core::Result;
 #[command(after_help = "Examples:
   ci-run stop web             TERM (or the stop signal), KILL after 10 s
   ci-run stop -t 1 web db     give them one second
-  ci-run ps -q | ci-run stop -")]
+  ci-run ps | ci-run stop -   every running container (objects on stdin)")]
 pub struct Args {
     /// Seconds to wait before SIGKILL
     #[arg(short = 't', long = "time", visible_alias = "timeout", value_name = "SECONDS", default_value_t = monitor::DEFAULT_STOP_TIMEOUT)]
