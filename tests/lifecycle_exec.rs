@@ -79,6 +79,11 @@ fn exec_user_env_workdir_stdin_tty_and_detach() {
     lab.ok(&["exec", "-d", "box", "sh", "-c", "echo bg > /tmp/bg"]);
     wait_until("the background exec", || lab.ci(&["exec", "box", "cat", "/tmp/bg"]).stdout == b"bg\n");
     lab.ok(&["rm", "-f", "box"]);
+    // Without no_new_privs the filter still applies (installed before the capabilities go).
+    lab.run_d(&["--name", "nnp", "--security-opt", "no-new-privileges=false"], &["sleep", "1000"]);
+    let st = lab.ok(&["exec", "nnp", "grep", "-E", "^(NoNewPrivs|Seccomp):", "/proc/self/status"]);
+    assert_eq!(st, "NoNewPrivs:\t0\nSeccomp:\t2\n");
+    lab.ok(&["rm", "-f", "nnp"]);
 }
 
 /// CVE-2024-21626: a working directory through /proc/self/fd/N is refused,

@@ -85,6 +85,11 @@ fn seccomp_blocks_what_dockers_profile_blocks() {
     let u = b.run(&["--rm"], &["unshare", "-U", "true"]);
     assert_ne!(code(&u), 0);
     assert!(text(&u.stderr).contains("Operation not permitted"), "{}", text(&u.stderr));
+    // Without no_new_privs (as docker runs by default) the filter is still installed and still refuses.
+    let nnp_off = b.run(&["--rm", "--security-opt", "no-new-privileges=false"], &["sh", "-c", "grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status; unshare -U true"]);
+    let out = text(&nnp_off.stdout);
+    assert!(out.contains("NoNewPrivs:\t0") && out.contains("Seccomp:\t2"), "{out} {}", text(&nnp_off.stderr));
+    assert!(text(&nnp_off.stderr).contains("Operation not permitted"), "{}", text(&nnp_off.stderr));
     // CVE-2022-0492: mounting a cgroup hierarchy (release_agent) is impossible.
     let m = b.run(&["--rm"], &["sh", "-c", "mkdir -p /mnt && mount -t cgroup -o rdma cgroup /mnt"]);
     assert_ne!(code(&m), 0);

@@ -127,20 +127,34 @@ pub enum EntryKind {
     Symlink { target: PathBuf },
 }
 
+/// What to do with an entry met while walking a directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visit {
+    /// Part of the set (and, for a directory, look inside).
+    Include,
+    /// Not part of the set, nor anything below it.
+    Skip,
+    /// Not part of the set by itself, but something below it may be (a
+    /// `.dockerignore` exception under an excluded directory): look
+    /// inside, and keep the directory if anything below it is kept.
+    Descend,
+}
+
 /// Checksum a set of entries under `root`: every path in `paths` (relative
-/// to `root`), and for directories everything below them for which
-/// `include` says yes. Returns one digest over the set (paths, types, modes,
-/// link targets, contents) — what the build cache keys a COPY on.
+/// to `root`), and for directories everything below them that `visit`
+/// keeps. Returns one digest over the set (paths, types, modes, link
+/// targets, contents) — what the build cache keys a COPY on — and the
+/// entries, sorted, which is what the COPY then copies.
 pub fn checksum(
     root: &Path,
     paths: &[PathBuf],
-    include: &(dyn Fn(&Path) -> bool + Sync),
+    visit: &(dyn Fn(&Path) -> Visit + Sync),
     cache: &mut StatCache,
 ) -> Result<(Digest, Vec<EntrySum>)> {
     // 1. Walk, collecting entries in a deterministic (sorted) order.
     let mut found: BTreeMap<PathBuf, fs::Metadata> = BTreeMap::new();
     for p in paths {
-        walk(root, p, include, &mut found)?;
+        walk(root, p, visit, &mut found)?;
     }
     // 2. Hash the files whose stat the cache does not vouch for, in parallel.
     let now = std::time::SystemTime::now()
@@ -212,16 +226,33 @@ impl StatCache {
     }
 }
 
+/// Add `rel` (and what is below it) to `found`; returns whether anything was added.
 fn walk(
     root: &Path,
     rel: &Path,
-    include: &(dyn Fn(&Path) -> bool + Sync),
+    visit: &(dyn Fn(&Path) -> Visit + Sync),
     found: &mut BTreeMap<PathBuf, fs::Metadata>,
-) -> Result<()> {
+) -> Result<bool> {
+    walk_as(root, rel, Visit::Include, visit, found)
+}
+
+fn walk_as(
+    root: &Path,
+    rel: &Path,
+    how: Visit,
+    visit: &(dyn Fn(&Path) -> Visit + Sync),
+    found: &mut BTreeMap<PathBuf, fs::Metadata>,
+) -> Result<bool> {
     let full = root.join(rel);
     let m = fs::symlink_metadata(&full).ctx("stat", &full)?;
     let is_dir = m.is_dir();
-    found.insert(rel.to_path_buf(), m);
+    if how == Visit::Descend && !is_dir {
+        return Ok(false);
+    }
+    let mut any = how == Visit::Include;
+    if any {
+        found.insert(rel.to_path_buf(), m.clone());
+    }
     if is_dir {
         let mut children: Vec<_> = fs::read_dir(&full)
             .ctx("read directory", &full)?
@@ -231,12 +262,16 @@ fn walk(
         children.sort();
         for c in children {
             let child = rel.join(c);
-            if include(&child) {
-                walk(root, &child, include, found)?;
+            match visit(&child) {
+                Visit::Skip => {}
+                v => any |= walk_as(root, &child, v, visit, found)?,
             }
         }
+        if any && how == Visit::Descend {
+            found.insert(rel.to_path_buf(), m);
+        }
     }
-    Ok(())
+    Ok(any)
 }
 
 /// Hash files with one worker per CPU, each streaming through a 1 MiB buffer.
@@ -298,7 +333,7 @@ mod tests {
             set_old_mtime(&p);
         }
         std::os::unix::fs::symlink("f1", ctx.path().join("src/link")).unwrap();
-        let all = |_: &Path| true;
+        let all = |_: &Path| Visit::Include;
         let mut c = StatCache::load(cache_dir.path(), ctx.path());
         let (d1, sums) = checksum(ctx.path(), &[PathBuf::from("src")], &all, &mut c).unwrap();
         assert_eq!(c.files_hashed, 50);
@@ -320,10 +355,31 @@ mod tests {
         let (d4, _) = checksum(ctx.path(), &[PathBuf::from("src")], &all, &mut c).unwrap();
         assert_ne!(d3, d4);
         // Excluded files do not count.
-        let no_f9 = |p: &Path| p != Path::new("src/f9");
+        let no_f9 = |p: &Path| if p == Path::new("src/f9") { Visit::Skip } else { Visit::Include };
         let (d5, sums) = checksum(ctx.path(), &[PathBuf::from("src")], &no_f9, &mut c).unwrap();
         assert_ne!(d4, d5);
         assert!(!sums.iter().any(|s| s.path == Path::new("src/f9")));
+    }
+
+    #[test]
+    fn excluded_directories_are_entered_only_for_exceptions() {
+        let ctx = tempfile::tempdir().unwrap();
+        for p in ["ex/keep", "ex/drop", "other/x"] {
+            let f = ctx.path().join(p);
+            fs::create_dir_all(f.parent().unwrap()).unwrap();
+            fs::write(&f, p).unwrap();
+        }
+        // `ex` is excluded but `ex/keep` re-included (a .dockerignore `!ex/keep`).
+        let visit = |p: &Path| match p.to_str().unwrap() {
+            "ex/keep" => Visit::Include,
+            "ex" | "ex/drop" => Visit::Descend,
+            "other" => Visit::Skip,
+            _ => Visit::Include,
+        };
+        let mut c = StatCache::in_memory();
+        let (_, sums) = checksum(ctx.path(), &[PathBuf::new()], &visit, &mut c).unwrap();
+        let paths: Vec<&str> = sums.iter().map(|s| s.path.to_str().unwrap()).collect();
+        assert_eq!(paths, ["", "ex", "ex/keep"]);
     }
 
     #[test]
@@ -331,8 +387,8 @@ mod tests {
         let ctx = tempfile::tempdir().unwrap();
         fs::write(ctx.path().join("fresh"), "now").unwrap();
         let mut c = StatCache::in_memory();
-        checksum(ctx.path(), &[PathBuf::from("fresh")], &|_| true, &mut c).unwrap();
-        checksum(ctx.path(), &[PathBuf::from("fresh")], &|_| true, &mut c).unwrap();
+        checksum(ctx.path(), &[PathBuf::from("fresh")], &|_| Visit::Include, &mut c).unwrap();
+        checksum(ctx.path(), &[PathBuf::from("fresh")], &|_| Visit::Include, &mut c).unwrap();
         assert_eq!(c.files_hashed, 2);
     }
 }

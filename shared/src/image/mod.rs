@@ -414,6 +414,11 @@ fn collect_garbage(store: &Store, index: &Index) -> Result<GcStats> {
             live_diff_ids.insert(l.diff_id.encoded().to_string());
         }
     }
+    // Layers the build cache holds stay until `ci-build prune` clears it.
+    for l in crate::build::cache::live_layers(store) {
+        live.insert(l.blob);
+        live_diff_ids.insert(l.diff_id.encoded().to_string());
+    }
     let mut stats = GcStats::default();
     for b in store.list_blobs()? {
         if !live.contains(&b) {

@@ -268,6 +268,7 @@ fn child_steps(plan: &Plan, chan: &Channel) -> std::result::Result<Never, Fail> 
 
     // Nothing of ci-run survives the exec; then privileges, then the program.
     sys::cloexec_from(3).ctx("close_range", "(descriptors above 2)")?;
+    init::seccomp_before_capabilities(process, plan.seccomp)?;
     init::become_user(process, &who)?;
     debug_hold();
     init::lock_and_exec(process, &plan.opts.command, &env, plan.seccomp, chan, "it runs in the container beside its PID 1")

@@ -173,11 +173,24 @@ fn setup_and_exec(plan: &Plan, chan: &Channel) -> std::result::Result<Never, Fai
     // 8. No descriptor of ci-run survives the exec (the channel is already
     //    close-on-exec); then privileges.
     sys::cloexec_from(3).ctx("close_range", "(descriptors above 2)")?;
+    seccomp_before_capabilities(process, plan.seccomp)?;
     become_user(process, &who)?;
 
     // 9. Lock the door: no new privileges, the syscall filter, exec.
     let args = process.args().clone().unwrap_or_default();
     lock_and_exec(process, &args, &env, plan.seccomp, chan, "it becomes PID 1 of the container")
+}
+
+/// Without no_new_privs, installing a seccomp filter needs CAP_SYS_ADMIN:
+/// then it goes in now, before capabilities are dropped (as runc does);
+/// with no_new_privs it goes in last ([`lock_and_exec`]), so that as few
+/// calls as possible run after it. Docker's profile allows the calls made
+/// in between. (Shared with `exec`.)
+pub(crate) fn seccomp_before_capabilities(process: &oci_spec::runtime::Process, seccomp: Option<&[libc::sock_filter]>) -> std::result::Result<(), Fail> {
+    if !process.no_new_privileges().unwrap_or(false) {
+        install_seccomp(seccomp)?;
+    }
+    Ok(())
 }
 
 /// Step 8 (shared with `exec`): the spec's capabilities (bounding set, and
@@ -224,10 +237,7 @@ pub(crate) fn lock_and_exec(
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0 {
             return Err(Error::io("prctl", "PR_SET_NO_NEW_PRIVS", std::io::Error::last_os_error()).into());
         }
-    }
-    if let Some(prog) = seccomp {
-        explain!(format!("install the seccomp filter ({} BPF instructions; refused calls fail with EPERM)", prog.len()); "");
-        sys::seccomp_set_filter(prog).ctx("install seccomp filter", "(container init)")?;
+        install_seccomp(seccomp)?;
     }
     explain!(format!("execve {} — {becomes}", super::spec::display_command(args)); format!("exec {}", super::spec::display_command(args)));
     super::profile::mark("init: execve");
@@ -236,6 +246,14 @@ pub(crate) fn lock_and_exec(
     let envp: Vec<CString> = env.iter().map(|a| CString::new(a.as_bytes())).collect::<std::result::Result<_, _>>().map_err(|_| Error::invalid("an environment variable contains a NUL byte"))?;
     let err = nix::unistd::execve(&exe, &argv, &envp).unwrap_err();
     Err(exec_failure(cmd, err as i32))
+}
+
+fn install_seccomp(prog: Option<&[libc::sock_filter]>) -> std::result::Result<(), Fail> {
+    if let Some(prog) = prog {
+        explain!(format!("install the seccomp filter ({} BPF instructions; refused calls fail with EPERM)", prog.len()); "");
+        sys::seccomp_set_filter(prog).ctx("install seccomp filter", "(container init)")?;
+    }
+    Ok(())
 }
 
 fn exec_failure(cmd: &str, errno: i32) -> Fail {

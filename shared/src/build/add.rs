@@ -1,0 +1,237 @@
+//! ADD: COPY, plus two things.
+//!
+//! - A local tar archive (plain, gzip, bzip2 or xz, recognised by content
+//!   as docker does) is extracted into DEST/ instead of copied. The
+//!   archive is hostile: it goes through the layer extractor, rooted at
+//!   DEST (docker chroots there too), so no entry lands outside it
+//!   (CVE-2020-10696). Owners and modes come from the archive.
+//! - A URL (`http://`) is downloaded into DEST (DEST/NAME when DEST ends
+//!   with `/`, NAME being the URL's last path component), mode 0600,
+//!   never extracted. `--checksum=sha256:…` is checked, and makes the
+//!   step's cache key known without downloading.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+
+use crate::compression::Compression;
+use crate::digest::{Digest, HashingWriter};
+use crate::error::{Error, IoContext, Result};
+
+/// Whether a source is a URL (ADD only).
+pub fn is_url(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://")
+}
+
+/// Whether `path` is a tar archive ADD extracts: compressed with gzip,
+/// bzip2 or xz, or plain, with a valid first tar header.
+pub fn is_archive(path: &Path) -> Result<bool> {
+    let mut f = crate::fsutil::open_nofollow(path)?;
+    let mut head = vec![0u8; 512];
+    let n = read_full(&mut f, &mut head).ctx("read", path)?;
+    head.truncate(n);
+    if head.starts_with(b"BZh") {
+        let f = crate::fsutil::open_nofollow(path)?;
+        let mut r = bzip2::read::BzDecoder::new(f);
+        let mut block = vec![0u8; 512];
+        let n = read_full(&mut r, &mut block).unwrap_or(0);
+        return Ok(n == 512 && is_tar_header(&block));
+    }
+    match Compression::detect(&head) {
+        Compression::Gzip | Compression::Xz => {
+            let f = crate::fsutil::open_nofollow(path)?;
+            let Ok((_, mut r)) = crate::compression::decompress(f) else { return Ok(false) };
+            let mut block = vec![0u8; 512];
+            let n = read_full(&mut r, &mut block).unwrap_or(0);
+            Ok(n == 512 && is_tar_header(&block))
+        }
+        Compression::None => Ok(n == 512 && is_tar_header(&head)),
+        _ => Ok(false),
+    }
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// A tar header block: its checksum field matches its bytes.
+fn is_tar_header(b: &[u8]) -> bool {
+    let field = String::from_utf8_lossy(&b[148..156]);
+    let Ok(want) = u32::from_str_radix(field.trim_matches(|c: char| c == '\0' || c == ' '), 8) else { return false };
+    let sum: u32 = b.iter().enumerate().map(|(i, &x)| if (148..156).contains(&i) { 32 } else { u32::from(x) }).sum();
+    sum == want
+}
+
+/// Extract the archive at `path` into the directory `dest` (an fd inside the image).
+pub fn extract(path: &Path, dest: &OwnedFd) -> Result<crate::layer::UnpackStats> {
+    let f = crate::fsutil::open_nofollow(path)?;
+    let mut head = [0u8; 3];
+    let n = read_full(&mut &f, &mut head).ctx("read", path)?;
+    let f = crate::fsutil::open_nofollow(path)?;
+    let stream: Box<dyn Read> = if n == 3 && &head == b"BZh" {
+        Box::new(bzip2::read::MultiBzDecoder::new(std::io::BufReader::new(f)))
+    } else {
+        crate::compression::decompress(f)?.1
+    };
+    let target = super::rootfs::fd_path(dest.as_fd());
+    crate::layer::extract(stream, &target, crate::layer::Target::Tree).map_err(|e| e.context(format!("ADD: extract {}", path.display())))
+}
+
+/// The file name a URL gives (its last path component).
+pub fn url_file_name(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let path = rest.split_once('/').map(|(_, p)| p).unwrap_or("");
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    path.rsplit('/').next().filter(|n| !n.is_empty() && *n != "." && *n != "..").map(str::to_string)
+}
+
+/// What a download gave: the file, its digest and its Last-Modified time.
+pub struct Downloaded {
+    pub digest: Digest,
+    pub size: u64,
+    pub mtime: Option<i64>,
+}
+
+/// Download `url` into `out` (http only: this build has no TLS), following
+/// up to five redirects, verifying `checksum` if given.
+pub fn download(url: &str, out: &Path, checksum: Option<&Digest>) -> Result<Downloaded> {
+    let mut url = url.to_string();
+    for _ in 0..6 {
+        if url.starts_with("https://") {
+            return Err(Error::Unsupported(format!("ADD {url}: https URLs are not supported by this ci-build (no TLS client); use http, or download the file into the context")));
+        }
+        let rest = url.strip_prefix("http://").ok_or_else(|| Error::invalid(format!("ADD {url}: not an http URL")))?;
+        let (hostport, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let path = path.split('#').next().unwrap_or("/");
+        let addr = if hostport.contains(':') { hostport.to_string() } else { format!("{hostport}:80") };
+        let fail = |e: std::io::Error| Error::io("download", url.clone(), e);
+        let mut s = TcpStream::connect(&addr).map_err(fail)?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(60))).map_err(fail)?;
+        write!(s, "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nUser-Agent: ci-build\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n").map_err(fail)?;
+        let mut r = BufReader::new(s);
+        let mut status = String::new();
+        r.read_line(&mut status).map_err(fail)?;
+        let code: u16 = status.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| {
+            Error::invalid(format!("ADD {url}: the server did not answer HTTP ({:?})", status.trim()))
+        })?;
+        let mut headers = Vec::new();
+        loop {
+            let mut l = String::new();
+            if r.read_line(&mut l).map_err(fail)? == 0 || l == "\r\n" || l == "\n" {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':') {
+                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+            }
+            if headers.len() > 200 {
+                return Err(Error::invalid(format!("ADD {url}: too many response headers")));
+            }
+        }
+        let header = |k: &str| headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        if (300..400).contains(&code) {
+            let loc = header("location").ok_or_else(|| Error::invalid(format!("ADD {url}: redirect ({code}) without a Location")))?;
+            url = if loc.starts_with("http://") || loc.starts_with("https://") {
+                loc
+            } else if loc.starts_with('/') {
+                format!("http://{hostport}{loc}")
+            } else {
+                format!("http://{hostport}/{loc}")
+            };
+            continue;
+        }
+        if code != 200 {
+            return Err(Error::invalid(format!("ADD {url}: the server answered {}", status.trim())));
+        }
+        let file = std::fs::OpenOptions::new().write(true).create_new(true).open(out).ctx("create", out)?;
+        let mut w = HashingWriter::new(std::io::BufWriter::new(file), crate::digest::Algorithm::Sha256);
+        let chunked = header("transfer-encoding").is_some_and(|t| t.to_ascii_lowercase().contains("chunked"));
+        if chunked {
+            loop {
+                let mut l = String::new();
+                r.read_line(&mut l).map_err(fail)?;
+                let n = u64::from_str_radix(l.trim().split(';').next().unwrap_or(""), 16)
+                    .map_err(|_| Error::invalid(format!("ADD {url}: malformed chunked body")))?;
+                if n == 0 {
+                    break;
+                }
+                let copied = std::io::copy(&mut (&mut r).take(n), &mut w).map_err(fail)?;
+                if copied != n {
+                    return Err(Error::invalid(format!("ADD {url}: the body ended early")));
+                }
+                let mut crlf = String::new();
+                r.read_line(&mut crlf).map_err(fail)?;
+            }
+        } else if let Some(len) = header("content-length").and_then(|l| l.parse::<u64>().ok()) {
+            let copied = std::io::copy(&mut (&mut r).take(len), &mut w).map_err(fail)?;
+            if copied != len {
+                return Err(Error::invalid(format!("ADD {url}: the body ended after {copied} of {len} bytes")));
+            }
+        } else {
+            std::io::copy(&mut r, &mut w).map_err(fail)?;
+        }
+        let (buf, digest, size) = w.finish();
+        buf.into_inner().map_err(|e| Error::io("write", out, e.into_error()))?;
+        if let Some(want) = checksum {
+            if want != &digest {
+                return Err(Error::invalid(format!("ADD {url}: the content's digest is {digest}, but --checksum says {want}")));
+            }
+        }
+        let mtime = header("last-modified").and_then(|d| parse_http_date(&d));
+        return Ok(Downloaded { digest, size, mtime });
+    }
+    Err(Error::invalid(format!("ADD {url}: too many redirects")))
+}
+
+/// `Sun, 06 Nov 1994 08:49:37 GMT` (RFC 7231's preferred date format).
+fn parse_http_date(s: &str) -> Option<i64> {
+    let fmt = time::macros::format_description!("[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT");
+    time::PrimitiveDateTime::parse(s, &fmt).ok().map(|t| t.assume_utc().unix_timestamp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_dates() {
+        assert_eq!(url_file_name("http://h/a/b.tar.gz?x=1").as_deref(), Some("b.tar.gz"));
+        assert_eq!(url_file_name("http://h/"), None);
+        assert_eq!(url_file_name("http://h"), None);
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784111777));
+    }
+
+    #[test]
+    fn archives_are_told_by_content() {
+        let d = tempfile::tempdir().unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(2);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "x", &b"hi"[..]).unwrap();
+        let tar = b.into_inner().unwrap();
+        std::fs::write(d.path().join("a.tar"), &tar).unwrap();
+        assert!(is_archive(&d.path().join("a.tar")).unwrap());
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar).unwrap();
+        std::fs::write(d.path().join("a.tgz"), gz.finish().unwrap()).unwrap();
+        assert!(is_archive(&d.path().join("a.tgz")).unwrap());
+        let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+        bz.write_all(&tar).unwrap();
+        std::fs::write(d.path().join("a.tbz"), bz.finish().unwrap()).unwrap();
+        assert!(is_archive(&d.path().join("a.tbz")).unwrap());
+        std::fs::write(d.path().join("plain.txt"), "not an archive, just text".repeat(40)).unwrap();
+        assert!(!is_archive(&d.path().join("plain.txt")).unwrap());
+    }
+}
