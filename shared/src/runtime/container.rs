@@ -326,6 +326,21 @@ impl Container {
         Ok(Container { dir, record })
     }
 
+    /// The container whose directory is `ROOT/containers/<id>`.
+    pub fn load(store: &Store, id: &str) -> Result<Container> {
+        if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::invalid(format!("{id:?} is not a container id (64 hex digits)")));
+        }
+        let dir = store.containers_dir().join(id);
+        let path = dir.join("container.json");
+        let data = std::fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::not_found("container", id),
+            _ => Error::io("read", &path, e),
+        })?;
+        let record = serde_json::from_slice(&data).map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
+        Ok(Container { dir, record })
+    }
+
     pub fn id(&self) -> &str {
         &self.record.id
     }

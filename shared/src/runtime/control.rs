@@ -17,7 +17,7 @@
 //! running fail with an error naming it, and change nothing; `rm` of a
 //! running container needs `-f`.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 use super::container::{Container, Status};
@@ -51,21 +51,15 @@ fn monitor_of(c: &Container, seen: &Observed) -> Option<std::os::unix::net::Unix
     monitor::connect(&state::run_dir(&c.dir))
 }
 
-/// A pidfd for the container's PID 1, if it still is the recorded process.
-fn pidfd_of(c: &Container, seen: &Observed) -> Option<OwnedFd> {
+/// A pidfd for the container's PID 1, if it still is the recorded process
+/// (its start time is checked after the open: never a recycled pid).
+fn pidfd_of(seen: &Observed) -> Option<OwnedFd> {
     let pid = seen.pid?;
-    // SAFETY: pidfd_open with integer arguments.
-    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if raw < 0 {
-        return None;
+    match &seen.run {
+        Some(s) => state::pidfd(pid, s.pid_start_time, &s.boot_id),
+        // Found through its cgroup (its state under /run is gone): as it is now.
+        None => state::pidfd(pid, super::process::start_time(pid).ok()?, state::boot_id()),
     }
-    // SAFETY: the kernel returned a new descriptor.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
-    // The pid could have been reused between the observation and the open:
-    // the start time, read after the open, tells.
-    let expected = seen.run.as_ref().map(|s| s.pid_start_time).or_else(|| super::process::start_time(pid).ok())?;
-    let _ = c;
-    (super::process::start_time(pid).ok() == Some(expected)).then_some(fd)
 }
 
 fn send(pidfd: BorrowedFd, sig: i32) -> Result<()> {
@@ -161,7 +155,7 @@ pub fn stop(store: &Store, c: &mut Container, timeout: u64, signal: Option<i32>)
 fn direct_stop(store: &Store, c: &mut Container, timeout: u64, signal: Option<i32>) -> Result<Option<i32>> {
     c.update(|r| r.manually_stopped = true)?;
     let seen = state::refresh(store, c)?;
-    let Some(pidfd) = pidfd_of(c, &seen) else {
+    let Some(pidfd) = pidfd_of(&seen) else {
         // Not running now (it ended meanwhile, or waits to be restarted by a
         // monitor we cannot reach: that monitor reads manually_stopped first).
         return after_exit(store, c);
@@ -207,7 +201,7 @@ pub fn kill(store: &Store, c: &mut Container, signal: i32) -> Result<()> {
         c.update(|r| r.manually_stopped = true)?;
     }
     let seen = state::refresh(store, c)?;
-    let Some(pidfd) = pidfd_of(c, &seen) else {
+    let Some(pidfd) = pidfd_of(&seen) else {
         return if restarting || ends_it { after_exit(store, c).map(drop) } else { Err(not_running(c, &seen)) };
     };
     explain!(format!("send signal {signal} to PID 1 of {} (host pid {})", short(c), seen.pid.unwrap_or(0)); format!("kill -{signal} {}", seen.pid.unwrap_or(0)));
@@ -231,7 +225,7 @@ pub fn wait(store: &Store, c: &mut Container) -> Result<Option<i32>> {
             return Ok(code);
         }
     }
-    match pidfd_of(c, &seen) {
+    match pidfd_of(&seen) {
         Some(fd) => {
             wait_exit(fd.as_fd(), None);
             after_exit(store, c)

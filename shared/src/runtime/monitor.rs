@@ -323,8 +323,10 @@ pub fn stop_signal(c: &Container) -> i32 {
 impl Monitor {
     fn open(root: &Path, id: &str) -> Result<Monitor> {
         let store = Store::open(root)?;
-        let dir = store.containers_dir().join(id);
-        let mut c = Container { dir: dir.clone(), record: super::container::list(&store)?.into_iter().find(|c| c.record.id == id).ok_or_else(|| Error::not_found("container", id))?.record };
+        let mut c = Container::load(&store, id)?;
+        // A monitor killed earlier may have left it stale (its cgroup, its state).
+        state::refresh(&store, &mut c)?;
+        let dir = c.dir.clone();
         let lock = c
             .lock_within(Duration::from_secs(5))?
             .ok_or_else(|| Error::Conflict(format!("container {} is owned by another process (its monitor, or a foreground ci-run)", &id[..12.min(id.len())])))?;

@@ -58,9 +58,8 @@ pub fn rename(store: &Store, c: &mut Container, new: &str) -> Result<()> {
     if c.record.name == new {
         return Err(Error::invalid(format!("container {} is already named {new:?}", &c.record.id[..12])));
     }
-    // The uniqueness check and the write happen under one hold of the lock;
-    // Container::update takes it itself, so check, then update, under an
-    // outer hold of the same lock kind would deadlock: check inside instead.
+    // The check and the write under one hold of the lock (so not through
+    // Container::update, which takes the same lock itself).
     let _lock = store.lock(LockKind::Containers)?;
     if let Some(other) = container::list(store)?.into_iter().find(|o| o.record.name == new) {
         return Err(Error::Conflict(format!("the container name {new:?} is already in use by container {}", &other.record.id[..12]))

@@ -1,7 +1,7 @@
 use ci_core::cli::GlobalOpts;
 use ci_core::error::Error;
 use ci_core::object::emit_json;
-use ci_core::runtime::{self, control, logs, names, state};
+use ci_core::runtime::{self, control, logs, state};
 use ci_core::Result;
 
 /// Start stopped or created containers again, detached
@@ -38,9 +38,11 @@ pub fn run(g: &GlobalOpts, a: Args) -> Result<i32> {
 /// `start -a`: start, then print the log from this run on, until it stops; its status.
 fn attach(g: &GlobalOpts, args: &[String]) -> Result<i32> {
     let store = g.store()?;
-    let found = crate::each::containers(&store, args)?;
-    let [(_, c)] = found.as_slice() else { return Err(Error::invalid("start -a takes one container")) };
-    let mut c = names::resolve(&store, &c.as_ref().map_err(|e| Error::invalid(e.to_string()))?.record.id)?;
+    let mut found = crate::each::containers(&store, args)?;
+    if found.len() != 1 {
+        return Err(Error::invalid("start -a takes one container"));
+    }
+    let mut c = found.remove(0).1?;
     let q = logs::Query::since_now();
     match control::start(&store, &mut c)? {
         None => return Err(Error::Conflict(format!("container {} is already running", c.record.name))),
