@@ -28,7 +28,7 @@ fn exit_statuses_pass_through() {
     let mut child = Running(b.command(&b.rootfs, &["--rm"], &["sh", "-c", "echo up; exec sleep 100"]).stdout(Stdio::piped()).spawn().unwrap());
     let mut line = String::new();
     BufReader::new(child.0.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-    let state: serde_json::Value = serde_json::from_slice(&wait_for_file(&b.containers()[0].join("state.json"))).unwrap();
+    let state: serde_json::Value = serde_json::from_slice(&wait_for_file(&ci_core::runtime::state::run_dir(&b.containers()[0]).join("state.json"))).unwrap();
     unsafe { libc::kill(state["pid"].as_i64().unwrap() as i32, libc::SIGKILL) };
     assert_eq!(child.0.wait().unwrap().code(), Some(137));
     let bad = b.run(&["--rm", "--user", "nosuchuser"], &["true"]);
@@ -151,7 +151,7 @@ fn the_container_record() {
     assert_eq!(spec["process"]["args"], serde_json::json!(["sh", "-c", "exit 4"]));
     assert_eq!(spec["process"]["user"]["additionalGids"], serde_json::json!([0, 10]));
     assert!(spec["linux"]["seccomp"]["syscalls"].as_array().unwrap().len() > 5);
-    assert!(!dirs[0].join("state.json").exists(), "no live process state after exit");
+    assert!(!ci_core::runtime::state::run_dir(&dirs[0]).join("state.json").exists(), "no live process state after exit");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&dirs[0]).unwrap().permissions().mode() & 0o777, 0o700);
     // Names are unique.

@@ -56,6 +56,266 @@ pub struct TransferObject {
     pub uploaded: Option<usize>,
 }
 
+/// `ci-run inspect`: everything about a container.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ContainerInspect {
+    /// Always "container".
+    pub kind: String,
+    pub id: String,
+    pub name: String,
+    pub created: String,
+    /// The image as named, and its id.
+    pub image: String,
+    pub image_id: String,
+    /// The command: the program and its arguments.
+    pub path: Option<String>,
+    pub args: Vec<String>,
+    pub state: InspectState,
+    pub restart_count: u32,
+    pub config: InspectConfig,
+    pub host_config: InspectHostConfig,
+    /// Mounts the user asked for (none of ci-run's own).
+    pub mounts: Vec<InspectMount>,
+    pub network_settings: InspectNetwork,
+    pub graph_driver: InspectGraphDriver,
+    /// Its json-file log, if it keeps one.
+    pub log_path: Option<std::path::PathBuf>,
+    /// ROOT/containers/ID: record, spec, log, writable layer.
+    pub dir: std::path::PathBuf,
+    /// /run/ci/H/ID: what dies with the machine (state.json, monitor.sock).
+    pub state_dir: std::path::PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InspectState {
+    /// created, running, restarting or exited.
+    pub status: String,
+    pub running: bool,
+    pub restarting: bool,
+    /// Host pid of its PID 1, while it runs.
+    pub pid: Option<i32>,
+    pub exit_code: Option<i32>,
+    /// Why the last start failed, or what went wrong.
+    pub error: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// Host pid of its monitor (`-d`), while there is one.
+    pub monitor_pid: Option<i32>,
+    /// Host pid of the process that waits for it (its monitor, or a foreground ci-run).
+    pub owner_pid: Option<i32>,
+    /// Stopped by hand: its restart policy does not start it again.
+    pub manually_stopped: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InspectConfig {
+    pub hostname: String,
+    pub user: String,
+    pub env: Vec<String>,
+    pub cmd: Vec<String>,
+    pub working_dir: Option<String>,
+    pub tty: bool,
+    pub open_stdin: bool,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub stop_signal: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InspectHostConfig {
+    /// none (its own network namespace, loopback only) or host.
+    pub network_mode: String,
+    pub read_only: bool,
+    /// Memory limit in bytes.
+    pub memory: Option<i64>,
+    /// CPU limit in billionths of a CPU (docker's NanoCpus).
+    pub nano_cpus: Option<i64>,
+    pub pids_limit: Option<i64>,
+    pub group_add: Vec<String>,
+    pub restart_policy: crate::runtime::restart::RestartPolicy,
+    pub auto_remove: bool,
+    pub log_config: crate::runtime::logs::LogConfig,
+    /// Its cgroup, relative to each hierarchy's root.
+    pub cgroup: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InspectMount {
+    #[serde(rename = "type")]
+    pub typ: String,
+    pub source: Option<std::path::PathBuf>,
+    pub destination: std::path::PathBuf,
+    pub options: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InspectNetwork {
+    pub network_mode: String,
+    pub ip_address: String,
+    pub ports: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InspectGraphDriver {
+    /// Always "overlay".
+    pub name: String,
+    pub upper_dir: std::path::PathBuf,
+    pub lower_dirs: Vec<std::path::PathBuf>,
+}
+
+/// `ci-run stats`: a container's usage, with its kind and id so that the
+/// line can be piped to the verbs that take a container.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ContainerStats {
+    /// Always "container".
+    pub kind: String,
+    pub id: String,
+    pub name: String,
+    /// CPU time used per wall-clock time, in percent (200: two CPUs busy).
+    pub cpu_percent: f64,
+    /// Bytes of memory in use (page cache that can be dropped excluded).
+    pub memory_usage: u64,
+    /// Its memory limit, or the machine's memory when it has none.
+    pub memory_limit: u64,
+    pub memory_percent: f64,
+    pub net_rx: u64,
+    pub net_tx: u64,
+    pub block_read: u64,
+    pub block_write: u64,
+    pub pids: u64,
+}
+
+impl Tabular for ContainerStats {
+    fn headers() -> &'static [&'static str] {
+        &["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"]
+    }
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.id.chars().take(12).collect(),
+            self.name.clone(),
+            format!("{:.2}%", self.cpu_percent),
+            format!("{} / {}", human_size_binary(self.memory_usage), human_size_binary(self.memory_limit)),
+            format!("{:.2}%", self.memory_percent),
+            format!("{} / {}", human_size(self.net_rx), human_size(self.net_tx)),
+            format!("{} / {}", human_size(self.block_read), human_size(self.block_write)),
+            self.pids.to_string(),
+        ]
+    }
+}
+
+/// `ci-run top`: one process of a container, as `ps -ef` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProcessObject {
+    /// Always "process".
+    pub kind: String,
+    /// The container's id.
+    pub container: String,
+    /// Its pid on the host.
+    pub pid: i32,
+    pub ppid: i32,
+    pub uid: u32,
+    /// The uid's name on the host (ps's UID column).
+    pub user: String,
+    /// ps's C: CPU use over its lifetime, percent.
+    pub cpu: u32,
+    pub stime: String,
+    pub tty: String,
+    /// CPU time used, HH:MM:SS.
+    pub time: String,
+    pub cmd: String,
+}
+
+impl Tabular for ProcessObject {
+    fn headers() -> &'static [&'static str] {
+        &["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
+    }
+    fn row(&self) -> Vec<String> {
+        vec![self.user.clone(), self.pid.to_string(), self.ppid.to_string(), self.cpu.to_string(), self.stime.clone(), self.tty.clone(), self.time.clone(), self.cmd.clone()]
+    }
+}
+
+/// Sizes in binary units, as docker's memory column (`1.5MiB`, `7.63GiB`).
+pub fn human_size_binary(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    let s = format!("{v:.2}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    format!("{s}{}", UNITS[u])
+}
+
+/// A container as the tools print it (`ci-run ps`, `-d`, `stop`, …): its
+/// record plus what is true of it now. `ci-run inspect` prints more.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ContainerObject {
+    /// Always "container".
+    pub kind: String,
+    /// 64 hex digits; the first 12 are its short form.
+    pub id: String,
+    pub name: String,
+    /// The image as it was named when the container was created.
+    pub image: String,
+    /// The image id (config digest); empty for a `--rootfs` container.
+    pub image_id: String,
+    pub command: Vec<String>,
+    /// When it was created (RFC 3339).
+    pub created: String,
+    /// created, running, restarting or exited.
+    pub state: String,
+    /// The same in docker's words: "Up 3 minutes", "Exited (0) 2 seconds ago".
+    pub status: String,
+    /// How the last run ended: the status, or 128+N when signal N killed it
+    /// (absent while it runs, and when nobody could know: see ci-containers(7)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// The host pid of its PID 1, while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// How many times its restart policy started it again.
+    pub restart_count: u32,
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Published ports (none until networks exist).
+    pub ports: Vec<String>,
+}
+
+/// docker's `ps` columns, short form (12-digit ids, commands cut at 20 characters).
+impl Tabular for ContainerObject {
+    fn headers() -> &'static [&'static str] {
+        &["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
+    }
+    fn row(&self) -> Vec<String> {
+        self.ps_row(false)
+    }
+}
+
+impl ContainerObject {
+    /// A `ps` row; `full` is `--no-trunc`.
+    pub fn ps_row(&self, full: bool) -> Vec<String> {
+        // docker joins the arguments with spaces, unquoted, then quotes the whole.
+        let cmd = self.command.join(" ");
+        let cmd = if full { cmd } else { ellipsis(&cmd, 20) };
+        let id = if full { self.id.clone() } else { self.id.chars().take(12).collect() };
+        vec![id, self.image.clone(), format!("\"{cmd}\""), ago(&self.created), self.status.clone(), self.ports.join(", "), self.name.clone()]
+    }
+}
+
+/// docker's Ellipsis: at most `max` characters, the last one `…` when cut.
+pub fn ellipsis(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max - 1).collect();
+    out.push('…');
+    out
+}
+
 /// Something that can be printed as a row of a table.
 pub trait Tabular {
     fn headers() -> &'static [&'static str];

@@ -50,6 +50,8 @@ impl Drop for TestRoot {
     fn drop(&mut self) {
         if let Some(dir) = self.dir.take() {
             unmount_under(dir.path());
+            // Run-time state of its containers, under /run (ci_core::runtime::state).
+            let _ = std::fs::remove_dir_all(ci_core::runtime::state::root_run_dir(dir.path()));
             let _ = dir.close();
         }
     }

@@ -1,26 +1,35 @@
 //! The container record: one directory per container under the store.
 //!
 //! ```text
-//! ROOT/containers/<id>/container.json   what the container is and its state (this module's Record)
+//! ROOT/containers/<id>/container.json   what the container is and its last known state (this module's Record)
 //! ROOT/containers/<id>/config.json      its OCI runtime spec
-//! ROOT/containers/<id>/state.json       while it runs: pid, the pid's start time, the boot id
+//! ROOT/containers/<id>/json.log[.N]     what it printed, when run detached (runtime::logs)
 //! ROOT/containers/<id>/hostname, hosts, resolv.conf   bound onto /etc/… in the container
 //! ROOT/containers/<id>/upper/, work/    the overlay's writable layer and its scratch dir
 //! ROOT/containers/<id>/rootfs/          the overlay's mount point (mounted only in the
 //!                                       container's own mount namespace)
+//! /run/ci/<root-hash>/<id>/state.json   while it runs: pid, the pid's start time, the boot id,
+//!                                       and its owner (see runtime::state)
+//! /run/ci/<root-hash>/<id>/monitor.sock the monitor's socket, for -d containers
 //! ```
 //!
 //! Durability: records are replaced atomically (temp file + rename) but
 //! not fsynced: a container is runtime state, and a power cut at worst loses
 //! or empties a record, which readers skip and `rm` cleans up. The start
 //! path thus costs no disk flush. `state.json` describes a live process and
-//! is meaningless after a reboot: the boot id in it tells (it would belong
-//! under /run; it lives here until the lifecycle issue moves it). A
-//! container is running while state.json exists and its pid still has the
-//! recorded start time (see [`Container::run_state`]); container.json is
-//! rewritten when it exits, so the start path writes one file.
+//! lives under /run (see [`super::state`]): a reboot empties it, and where
+//! /run survives a reboot the boot id in it tells. A container is running
+//! while state.json exists and its pid still has the recorded start time
+//! (see [`Container::run_state`]); container.json is rewritten when it exits.
 //!
-//! Names are unique: creation checks and writes under the Containers lock.
+//! Locks: names are unique (creation checks and writes under the
+//! Containers lock), and every change to a record after its creation is a
+//! read-modify-write under the same lock ([`Container::update`]), so a
+//! rename never loses to the monitor recording an exit. The container's
+//! directory itself is flocked by its *owner* — the monitor of a `-d`
+//! container, or `ci-run` running it in the foreground — for as long as it
+//! owns it ([`Container::try_lock`]); `rm` takes that lock too, so nothing
+//! starts a container while it is being removed.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -38,7 +47,20 @@ use crate::{explain, fsutil};
 pub enum Status {
     Created,
     Running,
+    /// Exited; its monitor will start it again after a back-off delay.
+    Restarting,
     Exited,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Restarting => "restarting",
+            Status::Exited => "exited",
+        }
+    }
 }
 
 /// `container.json`: the object the tools print for a container.
@@ -72,10 +94,31 @@ pub struct Record {
     /// The unpacked layers it stacks, bottom first.
     #[serde(default)]
     pub layers: Vec<PathBuf>,
+    /// `--restart`: what its monitor does when the command exits.
+    #[serde(default)]
+    pub restart_policy: super::restart::RestartPolicy,
+    /// How many times its monitor started it again.
+    #[serde(default)]
+    pub restart_count: u32,
+    /// Stopped or killed by hand: the restart policy does not undo it (docker's HasBeenManuallyStopped).
+    #[serde(default)]
+    pub manually_stopped: bool,
+    /// `-i`: stdin stays open while it runs detached (a pipe its monitor holds).
+    #[serde(default)]
+    pub open_stdin: bool,
+    /// `--log-driver`, `--log-opt`: how a detached run's output is kept.
+    #[serde(default)]
+    pub log: super::logs::LogConfig,
+    /// `--group-add`, resolved again at each start in the container's /etc/group.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_add: Vec<String>,
+    /// Why the last start failed, or what went wrong while it ran (docker's State.Error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// `state.json`: the live process, while there is one.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunState {
     pub pid: i32,
     /// Field 22 of /proc/PID/stat: pid reuse shows as a different value.
@@ -83,6 +126,15 @@ pub struct RunState {
     /// /proc/sys/kernel/random/boot_id when it started: a reboot shows as a different value.
     pub boot_id: String,
     pub started_at: String,
+    /// The process that waits for it and records its exit: its monitor
+    /// (`-d`), or the `ci-run` running it in the foreground.
+    #[serde(default)]
+    pub owner_pid: i32,
+    #[serde(default)]
+    pub owner_start_time: u64,
+    /// Whether the owner is a monitor (it then listens on monitor.sock).
+    #[serde(default)]
+    pub monitor: bool,
 }
 
 /// A container's place in the store.
@@ -255,6 +307,13 @@ impl Container {
                 stop_signal: new.stop_signal.clone(),
                 auto_remove: new.auto_remove,
                 layers: new.layers.clone(),
+                restart_policy: Default::default(),
+                restart_count: 0,
+                manually_stopped: false,
+                open_stdin: false,
+                log: Default::default(),
+                group_add: vec![],
+                error: None,
             };
             write_json(&dir.join("container.json"), &record)
         })();
@@ -264,6 +323,21 @@ impl Container {
         }
         let data = std::fs::read(dir.join("container.json")).ctx("read", dir.join("container.json"))?;
         let record = serde_json::from_slice(&data).map_err(|e| Error::Corrupt(format!("container.json just written: {e}")))?;
+        Ok(Container { dir, record })
+    }
+
+    /// The container whose directory is `ROOT/containers/<id>`.
+    pub fn load(store: &Store, id: &str) -> Result<Container> {
+        if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::invalid(format!("{id:?} is not a container id (64 hex digits)")));
+        }
+        let dir = store.containers_dir().join(id);
+        let path = dir.join("container.json");
+        let data = std::fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::not_found("container", id),
+            _ => Error::io("read", &path, e),
+        })?;
+        let record = serde_json::from_slice(&data).map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
         Ok(Container { dir, record })
     }
 
@@ -281,30 +355,107 @@ impl Container {
 
     /// Record the running process: state.json alone (one small write on the
     /// start path). While it exists and its pid has the recorded start time,
-    /// the container is running, whatever container.json still says.
+    /// the container is running, whatever container.json still says. The
+    /// calling process is recorded as the container's owner.
     pub fn mark_running(&mut self, pid: i32, pid_start_time: u64) -> Result<()> {
-        let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default();
-        let started_at = now_rfc3339();
-        write_json(&self.dir.join("state.json"), &RunState { pid, pid_start_time, boot_id, started_at: started_at.clone() })?;
+        let me = std::process::id() as i32;
+        let state = RunState {
+            pid,
+            pid_start_time,
+            boot_id: super::state::boot_id().to_string(),
+            started_at: now_rfc3339(),
+            owner_pid: me,
+            owner_start_time: super::process::start_time(me)?,
+            monitor: super::state::is_monitor(),
+        };
+        let dir = super::state::create_run_dir(&self.dir)?;
+        write_json(&dir.join("state.json"), &state)?;
         self.record.state = Status::Running;
-        self.record.started_at = Some(started_at);
+        self.record.started_at = Some(state.started_at);
         Ok(())
+    }
+
+    /// state.json as written, alive or not.
+    pub fn read_run_state(&self) -> Option<RunState> {
+        serde_json::from_slice(&std::fs::read(super::state::run_dir(&self.dir).join("state.json")).ok()?).ok()
     }
 
     /// The live state, if the container's process is (still) running.
     pub fn run_state(&self) -> Option<RunState> {
-        let s: RunState = serde_json::from_slice(&std::fs::read(self.dir.join("state.json")).ok()?).ok()?;
-        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default();
-        let alive = s.boot_id == boot && super::process::start_time(s.pid).ok() == Some(s.pid_start_time);
-        alive.then_some(s)
+        self.read_run_state().filter(|s| super::state::alive(s.pid, s.pid_start_time, &s.boot_id))
     }
 
+    /// Record the end of the process (its status; `None` when unknown) and
+    /// forget its run-time state.
     pub fn mark_exited(&mut self, code: Option<i32>) -> Result<()> {
-        let _ = std::fs::remove_file(self.dir.join("state.json"));
-        self.record.state = Status::Exited;
-        self.record.exit_code = code;
-        self.record.finished_at = Some(now_rfc3339());
-        self.save()
+        self.update(|r| {
+            r.state = Status::Exited;
+            r.exit_code = code;
+            r.finished_at = Some(now_rfc3339());
+        })?;
+        super::state::remove_run_dir(&self.dir);
+        Ok(())
+    }
+
+    /// Change the record under the Containers lock: read it fresh, apply
+    /// `f`, write it back (so concurrent changes — a rename, the monitor
+    /// recording an exit — are never lost). `self.record` becomes the result.
+    pub fn update(&mut self, f: impl FnOnce(&mut Record)) -> Result<()> {
+        let root = self.dir.parent().and_then(Path::parent).ok_or_else(|| Error::invalid(format!("{}: not in a store", self.dir.display())))?;
+        let _lock = crate::lock::Lock::exclusive(&root.join("locks/containers.lock"))?;
+        let path = self.dir.join("container.json");
+        let data = std::fs::read(&path).ctx("read", &path)?;
+        let mut record: Record = serde_json::from_slice(&data).map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
+        f(&mut record);
+        write_json(&path, &record)?;
+        self.record = record;
+        Ok(())
+    }
+
+    /// Read the record again from disk.
+    pub fn reload(&mut self) -> Result<()> {
+        let path = self.dir.join("container.json");
+        let data = std::fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::not_found("container", self.record.id.clone()),
+            _ => Error::io("read", &path, e),
+        })?;
+        self.record = serde_json::from_slice(&data).map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
+        Ok(())
+    }
+
+    /// The owner's lock (a flock on the container's directory), if nobody
+    /// holds it. The owner keeps it while the container runs under it.
+    pub fn try_lock(&self) -> Result<Option<nix::fcntl::Flock<std::fs::File>>> {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .open(&self.dir)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Error::not_found("container", self.record.id.clone()),
+                _ => Error::io("open", &self.dir, e),
+            })?;
+        match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(l) => Ok(Some(l)),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+            Err((_, e)) => Err(Error::io("flock", &self.dir, e.into())),
+        }
+    }
+
+    /// [`Container::try_lock`], waiting up to `patience` for a holder that is
+    /// finishing (a monitor writing its last record, a foreground run ending).
+    pub fn lock_within(&self, patience: std::time::Duration) -> Result<Option<nix::fcntl::Flock<std::fs::File>>> {
+        let start = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(1);
+        loop {
+            if let Some(l) = self.try_lock()? {
+                return Ok(Some(l));
+            }
+            if start.elapsed() >= patience {
+                return Ok(None);
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(std::time::Duration::from_millis(25));
+        }
     }
 
     /// Remove the record and the writable layer. Moved into the store's tmp
@@ -314,8 +465,12 @@ impl Container {
         let doomed = store.tmp_dir().join(format!("deleting-container-{}", self.record.id));
         {
             let _lock = store.lock(LockKind::Containers)?;
-            std::fs::rename(&self.dir, &doomed).ctx("move aside", &self.dir)?;
+            std::fs::rename(&self.dir, &doomed).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Error::not_found("container", self.record.id.clone()),
+                _ => Error::io("move aside", &self.dir, e),
+            })?;
         }
+        super::state::remove_run_dir(&self.dir);
         fsutil::remove_all(&doomed)
     }
 }

@@ -45,7 +45,7 @@ pub struct Plan<'a> {
 }
 
 /// A failed step: the message for the user and ci-run's exit status.
-struct Fail(String, i32);
+pub(crate) struct Fail(pub(crate) String, pub(crate) i32);
 
 impl From<Error> for Fail {
     fn from(e: Error) -> Fail {
@@ -64,7 +64,7 @@ pub fn run(plan: &Plan, chan: Channel) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-enum Never {}
+pub(crate) enum Never {}
 
 fn setup_and_exec(plan: &Plan, chan: &Channel) -> std::result::Result<Never, Fail> {
     let spec = plan.spec;
@@ -173,14 +173,30 @@ fn setup_and_exec(plan: &Plan, chan: &Channel) -> std::result::Result<Never, Fai
     // 8. No descriptor of ci-run survives the exec (the channel is already
     //    close-on-exec); then privileges.
     sys::cloexec_from(3).ctx("close_range", "(descriptors above 2)")?;
-    // Without no_new_privs, installing a seccomp filter needs CAP_SYS_ADMIN:
-    // then it goes in now, before capabilities are dropped (as runc does);
-    // with no_new_privs it goes in last, so that as few calls as possible run
-    // after it. Docker's profile allows the calls made in between.
-    let nnp = process.no_new_privileges().unwrap_or(false);
-    if !nnp {
-        install_seccomp(plan.seccomp)?;
+    seccomp_before_capabilities(process, plan.seccomp)?;
+    become_user(process, &who)?;
+
+    // 9. Lock the door: no new privileges, the syscall filter, exec.
+    let args = process.args().clone().unwrap_or_default();
+    lock_and_exec(process, &args, &env, plan.seccomp, chan, "it becomes PID 1 of the container")
+}
+
+/// Without no_new_privs, installing a seccomp filter needs CAP_SYS_ADMIN:
+/// then it goes in now, before capabilities are dropped (as runc does);
+/// with no_new_privs it goes in last ([`lock_and_exec`]), so that as few
+/// calls as possible run after it. Docker's profile allows the calls made
+/// in between. (Shared with `exec`.)
+pub(crate) fn seccomp_before_capabilities(process: &oci_spec::runtime::Process, seccomp: Option<&[libc::sock_filter]>) -> std::result::Result<(), Fail> {
+    if !process.no_new_privileges().unwrap_or(false) {
+        install_seccomp(seccomp)?;
     }
+    Ok(())
+}
+
+/// Step 8 (shared with `exec`): the spec's capabilities (bounding set, and
+/// effective/permitted for root; none for another user), the groups, the
+/// user switch, no ambient capabilities.
+pub(crate) fn become_user(process: &oci_spec::runtime::Process, who: &user::ExecUser) -> std::result::Result<(), Fail> {
     let caps = process.capabilities().clone().unwrap_or_default();
     let bounding = CapSet::from_oci(caps.bounding().as_ref())?;
     let effective = CapSet::from_oci(caps.effective().as_ref())?;
@@ -196,25 +212,34 @@ fn setup_and_exec(plan: &Plan, chan: &Channel) -> std::result::Result<Never, Fai
     let keep = if who.uid == 0 { effective } else { CapSet(0) };
     capabilities::set(keep, keep, CapSet(0)).ctx("capset", "(container init)")?;
     capabilities::clear_ambient().ctx("clear ambient capabilities", "(container init)")?;
+    Ok(())
+}
 
-    // The program, looked up in the container's PATH as the final user.
-    let args = process.args().clone().unwrap_or_default();
+/// Step 9 (shared with `exec`): find the program in the container's PATH
+/// as the final user, set no_new_privs, install the seccomp filter, tell
+/// the parent, execve. Returns only on failure.
+pub(crate) fn lock_and_exec(
+    process: &oci_spec::runtime::Process,
+    args: &[String],
+    env: &[String],
+    seccomp: Option<&[libc::sock_filter]>,
+    chan: &Channel,
+    becomes: &str,
+) -> std::result::Result<Never, Fail> {
     let cmd = args.first().ok_or_else(|| Error::invalid("no command"))?;
     let path_env = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(super::spec::DEFAULT_PATH).to_string();
     let exe = find_executable(cmd, &path_env)?;
-
-    // 9. Lock the door: no new privileges, the syscall filter, exec.
     // SAFETY: umask/prctl with integer arguments.
     unsafe { libc::umask(0o022) };
-    if nnp {
+    if process.no_new_privileges().unwrap_or(false) {
         explain!("set no_new_privs: setuid binaries and file capabilities cannot raise privileges"; "setpriv --no-new-privs");
         // SAFETY: prctl with integer arguments.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0 {
             return Err(Error::io("prctl", "PR_SET_NO_NEW_PRIVS", std::io::Error::last_os_error()).into());
         }
-        install_seccomp(plan.seccomp)?;
+        install_seccomp(seccomp)?;
     }
-    explain!(format!("execve {} — it becomes PID 1 of the container", super::spec::display_command(&args)); format!("exec {}", super::spec::display_command(&args)));
+    explain!(format!("execve {} — {becomes}", super::spec::display_command(args)); format!("exec {}", super::spec::display_command(args)));
     super::profile::mark("init: execve");
     chan.send(&FromChild::Exec { path: exe.to_string_lossy().into_owned() }, None)?;
     let argv: Vec<CString> = args.iter().map(|a| CString::new(a.as_bytes())).collect::<std::result::Result<_, _>>().map_err(|_| Error::invalid("an argument contains a NUL byte"))?;
@@ -278,7 +303,7 @@ fn find_executable(cmd: &str, path_env: &str) -> std::result::Result<CString, Fa
     }
 }
 
-fn reset_signals() {
+pub(crate) fn reset_signals() {
     // SAFETY: plain signal-state syscalls on our own (single-threaded) process.
     unsafe {
         for sig in 1..libc::SIGRTMAX() {

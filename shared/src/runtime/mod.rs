@@ -16,33 +16,52 @@
 //! | [`pty`] | `-t` |
 //! | [`exe`] | the CVE-2019-5736 guard (ci-run runs from a read-only copy of itself) |
 //! | [`sys`] | the raw system calls (openat2, the new mount API, clone, seccomp) |
+//! | [`state`] | run-time state under /run: is it running, and putting stale records right |
+//! | [`names`] | containers named by id, id prefix or name |
+//! | [`monitor`] | the per-container process that watches a `-d` container |
+//! | [`logs`] | the json-file log the monitor writes |
+//! | [`restart`] | restart policies and docker's back-off |
+//! | [`control`] | stop, kill, wait, rm: through the monitor, or directly |
+//! | [`exec`] | a new process in a running container (setns) |
+//! | [`stats`], [`top`] | what a container uses, and its processes |
 //!
-//! The lifecycle inside the engine is create → start → wait → delete, so a
-//! later monitor (`-d`) can take over the waiting.
+//! The lifecycle inside the engine is create → start → wait → delete:
+//! [`start_and_wait`] does the last three in the foreground; for `-d`, a
+//! [`monitor`] calls [`start`] and does the waiting.
 
 pub mod capabilities;
 pub mod channel;
 pub mod container;
+pub mod control;
 pub mod exe;
+pub mod exec;
 pub mod init;
+pub mod logs;
+pub mod monitor;
 pub mod mounts;
+pub mod names;
 pub mod namespaces;
 pub mod pivot_root;
 pub mod profile;
 pub mod process;
 pub mod pty;
+pub mod restart;
 pub mod seccomp;
 pub mod spec;
+pub mod state;
+pub mod stats;
 pub mod sys;
+pub mod top;
 pub mod user;
 
 use std::path::PathBuf;
 
-pub use container::{Container, Record};
+pub use container::{Container, Record, Status};
 pub use process::StartFailure;
 pub use spec::{Network, RunOptions};
 
-use crate::error::Result;
+use crate::cgroups::Cgroup;
+use crate::error::{Error, Result};
 use crate::image::Image;
 use crate::store::Store;
 
@@ -96,6 +115,10 @@ pub fn create(store: &Store, image: Option<&Image>, image_name: &str, layers: Ve
     };
     let mut c = c;
     c.record.command = spec.process().as_ref().and_then(|p| p.args().clone()).unwrap_or_default();
+    c.record.restart_policy = opts.restart;
+    c.record.open_stdin = opts.interactive;
+    c.record.log = opts.log.clone();
+    c.record.group_add = opts.group_add.clone();
     let saved = c.write_spec(&spec).and_then(|()| c.save());
     if let Err(e) = saved {
         let _ = c.remove(store);
@@ -104,9 +127,30 @@ pub fn create(store: &Store, image: Option<&Image>, image_name: &str, layers: Ve
     Ok((c, spec))
 }
 
-/// Start a created container in the foreground and wait for it; with
-/// `--rm` the record is removed afterwards.
-pub fn start_and_wait(store: &Store, mut c: Container, mut spec: oci_spec::runtime::Spec, opts: &RunOptions) -> Result<Outcome> {
+/// What differs between starting a container in the foreground and a
+/// monitor starting it (or starting it again).
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// overlayfs `volatile`: only for `--rm` containers (see [`mounts::Rootfs`]).
+    pub volatile: bool,
+    /// stdin from /dev/null (no `-i`); otherwise the caller's fd 0 is the container's.
+    pub stdin_null: bool,
+    /// `--group-add`.
+    pub group_add: Vec<String>,
+}
+
+/// A container whose command is running, recorded in its state.json.
+pub struct Started {
+    pub child: process::Child,
+    pub cgroup: Option<Cgroup>,
+}
+
+/// Start the command of a created (or stopped) container from its spec:
+/// the cgroup, the clone and init, then state.json. The caller becomes the
+/// container's owner: it waits for the child and calls [`remove_cgroup`]
+/// and [`Container::mark_exited`] when it ends. `spec` gets the resolved
+/// user written back (and is saved as config.json).
+pub fn start(c: &mut Container, spec: &mut oci_spec::runtime::Spec, how: &StartOptions) -> Result<std::result::Result<Started, StartFailure>> {
     let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
         Some(s) => Some(seccomp::compile(s)?),
         None => None,
@@ -116,7 +160,7 @@ pub fn start_and_wait(store: &Store, mut c: Container, mut spec: oci_spec::runti
         upper: c.dir.join("upper"),
         work: c.dir.join("work"),
         target: c.dir.join("rootfs"),
-        volatile: opts.remove,
+        volatile: how.volatile,
     };
     profile::mark("container created, seccomp compiled");
     // The cgroup: made from the spec's linux.resources, joined by the child
@@ -125,66 +169,31 @@ pub fn start_and_wait(store: &Store, mut c: Container, mut spec: oci_spec::runti
         Some(r) => {
             let limits = crate::cgroups::Limits::from_oci(r)?;
             let path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()).unwrap_or_else(|| PathBuf::from(format!("ci/{}", c.id())));
-            match crate::cgroups::Cgroup::create(&path.to_string_lossy(), &limits) {
-                Ok(cg) => Some(cg),
-                Err(e) => {
-                    if opts.remove {
-                        let _ = c.remove(store);
-                    }
-                    return Err(e);
-                }
-            }
+            Some(Cgroup::create(&path.to_string_lossy(), &limits)?)
         }
         None => None,
     };
-    let remove_cgroup = |cg: Option<crate::cgroups::Cgroup>| -> Result<()> {
-        match cg {
-            Some(cg) => {
-                let _ = cg.kill_all(nix::sys::signal::Signal::SIGKILL);
-                cg.remove()
-            }
-            None => Ok(()),
-        }
-    };
     profile::mark("cgroup created");
     let plan = init::Plan {
-        spec: &spec,
+        spec,
         rootfs: &rootfs,
-        group_add: &opts.group_add,
-        stdin_null: !opts.interactive,
+        group_add: &how.group_add,
+        stdin_null: how.stdin_null,
         seccomp: seccomp.as_deref(),
         cgroup_mounts: cgroup.as_ref().map(|cg| cg.mounts()),
     };
-    let signals = process::catch_signals()?;
     let started = process::start(&plan, |pid| match &cgroup {
         Some(cg) => cg.add_process(pid),
         None => Ok(()),
     });
-    let finish = |c: Container, code: Option<i32>| -> Result<Record> {
-        let mut c = c;
-        if opts.remove {
-            let r = c.record.clone();
-            c.remove(store)?;
-            Ok(r)
-        } else {
-            c.mark_exited(code)?;
-            Ok(c.record)
-        }
-    };
-    let mut child = match started {
+    let child = match started {
         Ok(Ok(child)) => child,
         Ok(Err(failure)) => {
             remove_cgroup(cgroup)?;
-            if opts.remove {
-                let _ = c.remove(store);
-            }
-            return Ok(Outcome::NotStarted(failure));
+            return Ok(Err(failure));
         }
         Err(e) => {
             let _ = remove_cgroup(cgroup);
-            if opts.remove {
-                let _ = c.remove(store);
-            }
             return Err(e);
         }
     };
@@ -200,19 +209,70 @@ pub fn start_and_wait(store: &Store, mut c: Container, mut spec: oci_spec::runti
     profile::mark("child exec'd the command");
     let recorded = process::start_time(child.pid)
         .and_then(|t| c.mark_running(child.pid, t))
-        .and_then(|()| c.write_spec(&spec));
+        .and_then(|()| c.write_spec(spec));
     if let Err(e) = recorded {
         child.kill(libc::SIGKILL);
         let _ = child.wait_status();
         let _ = remove_cgroup(cgroup);
-        let _ = finish(c, None);
+        state::remove_run_dir(&c.dir);
         return Err(e);
     }
     profile::mark("state recorded (running)");
+    Ok(Ok(Started { child, cgroup }))
+}
+
+/// Kill what is left in a container's cgroup and remove it.
+pub fn remove_cgroup(cg: Option<Cgroup>) -> Result<()> {
+    match cg {
+        Some(cg) => {
+            let _ = cg.kill_all(nix::sys::signal::Signal::SIGKILL);
+            cg.remove()
+        }
+        None => Ok(()),
+    }
+}
+
+/// Start a created container in the foreground and wait for it; with
+/// `--rm` the record is removed afterwards. This process owns the
+/// container meanwhile (it holds the container's lock).
+pub fn start_and_wait(store: &Store, mut c: Container, mut spec: oci_spec::runtime::Spec, opts: &RunOptions) -> Result<Outcome> {
+    let lock = match c.lock_within(std::time::Duration::from_secs(2)) {
+        Ok(Some(l)) => l,
+        Ok(None) => {
+            return Err(Error::Conflict(format!("container {} is in use by another ci-run (it is running, or being removed)", &c.record.id[..12])))
+        }
+        Err(e) => return Err(e),
+    };
+    let how = StartOptions { volatile: opts.remove, stdin_null: !opts.interactive, group_add: opts.group_add.clone() };
+    let signals = process::catch_signals()?;
+    let discard = |c: Container| {
+        if opts.remove {
+            let _ = c.remove(store);
+        }
+    };
+    let Started { mut child, cgroup } = match start(&mut c, &mut spec, &how) {
+        Ok(Ok(s)) => s,
+        Ok(Err(failure)) => {
+            discard(c);
+            return Ok(Outcome::NotStarted(failure));
+        }
+        Err(e) => {
+            discard(c);
+            return Err(e);
+        }
+    };
     let code = child.supervise(&signals, opts.interactive);
     profile::mark("container exited");
     let removed = remove_cgroup(cgroup);
-    let record = finish(c, code.as_ref().ok().copied())?;
+    let record = if opts.remove {
+        let r = c.record.clone();
+        c.remove(store)?;
+        r
+    } else {
+        c.mark_exited(code.as_ref().ok().copied())?;
+        c.record
+    };
+    drop(lock);
     removed?;
     profile::mark("record finished (removed or marked exited)");
     Ok(Outcome::Exited { code: code?, record: Box::new(record) })

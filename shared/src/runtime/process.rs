@@ -60,8 +60,16 @@ pub struct StartFailure {
 pub fn start(plan: &Plan, outside: impl FnOnce(i32) -> Result<()>) -> Result<std::result::Result<Child, StartFailure>> {
     let linux = plan.spec.linux().clone().unwrap_or_default();
     let flags = namespaces::clone_flags(linux.namespaces().as_deref().unwrap_or_default())?;
-    let (ours, theirs) = Channel::pair()?;
     namespaces::explain_clone(flags);
+    spawn(flags, |chan| init::run(plan, chan), outside)
+}
+
+/// Clone a child into the new namespaces of `flags` (0: none), run
+/// `child_main` in it with its end of the channel, and follow the child's
+/// report up to its execve (or its failure). Shared by a container's init
+/// and by `exec`.
+pub fn spawn(flags: i32, child_main: impl FnOnce(Channel), outside: impl FnOnce(i32) -> Result<()>) -> Result<std::result::Result<Child, StartFailure>> {
+    let (ours, theirs) = Channel::pair()?;
     // SAFETY: ci-run is single-threaded up to here (no thread is ever spawned
     // before a container starts), so the child is a complete copy.
     let cloned = unsafe { sys::clone_with_pidfd(flags) }.map_err(|e| {
@@ -69,7 +77,9 @@ pub fn start(plan: &Plan, outside: impl FnOnce(i32) -> Result<()>) -> Result<std
     })?;
     let Some((pid, pidfd)) = cloned else {
         drop(ours);
-        init::run(plan, theirs);
+        child_main(theirs);
+        // SAFETY: the child's steps never return normally; leave without destructors.
+        unsafe { libc::_exit(125) }
     };
     drop(theirs);
     super::profile::mark("cloned");

@@ -22,6 +22,27 @@ pub fn setup_in_container() -> Result<OwnedFd> {
     explain!("open a pseudo-terminal in the container's devpts; it becomes /dev/console, the controlling terminal and stdio"; "");
     let master = nix::fcntl::open("/dev/ptmx", nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_NOCTTY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
         .ctx("open", "/dev/ptmx")?;
+    setup(master, true)
+}
+
+/// For `exec -t`, in a running container whose files its processes may
+/// have changed: the multiplexer is opened as `/dev/pts/ptmx` inside
+/// `root` without following any symlink and must be the real one (char
+/// 5:2), and `/dev/console` stays PID 1's. Returns the master.
+pub fn setup_for_exec(root: BorrowedFd) -> Result<OwnedFd> {
+    use nix::sys::stat::{major, minor, SFlag};
+    explain!("open a pseudo-terminal in the container's devpts; it becomes the controlling terminal and stdio of the new process"; "");
+    let path = Path::new("dev/pts/ptmx");
+    let master = sys::openat2(root, path, libc::O_RDWR | libc::O_NOCTTY, 0, sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_SYMLINKS).ctx("open", "/dev/pts/ptmx")?;
+    let st = nix::sys::stat::fstat(&master).ctx("stat", "/dev/pts/ptmx")?;
+    let is_char = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFCHR;
+    if !is_char || major(st.st_rdev) != 5 || minor(st.st_rdev) != 2 {
+        return Err(Error::invalid("/dev/pts/ptmx in the container is not the pty multiplexer (char 5:2): refusing -t"));
+    }
+    setup(master, false)
+}
+
+fn setup(master: OwnedFd, console: bool) -> Result<OwnedFd> {
     // SAFETY: ioctls on our own master fd with an int argument.
     let slave = unsafe {
         let unlock: libc::c_int = 0;
@@ -35,12 +56,14 @@ pub fn setup_in_container() -> Result<OwnedFd> {
         }
         OwnedFd::from_raw_fd(s)
     };
-    // /dev/console: an empty file in our /dev tmpfs, with the slave bound over it.
-    let root = nix::fcntl::open("/", nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-        .ctx("open", "/")?;
-    let console = mounts::target(root.as_fd(), Path::new("/dev/console"), false)?;
-    let tree = sys::open_tree(slave.as_fd(), Path::new(""), sys::OPEN_TREE_CLONE | sys::AT_EMPTY_PATH).ctx("clone pty slave for", "/dev/console")?;
-    sys::move_mount_fd(tree.as_fd(), console.as_fd()).ctx("bind pty slave on", "/dev/console")?;
+    if console {
+        // /dev/console: an empty file in our /dev tmpfs, with the slave bound over it.
+        let root = nix::fcntl::open("/", nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+            .ctx("open", "/")?;
+        let console = mounts::target(root.as_fd(), Path::new("/dev/console"), false)?;
+        let tree = sys::open_tree(slave.as_fd(), Path::new(""), sys::OPEN_TREE_CLONE | sys::AT_EMPTY_PATH).ctx("clone pty slave for", "/dev/console")?;
+        sys::move_mount_fd(tree.as_fd(), console.as_fd()).ctx("bind pty slave on", "/dev/console")?;
+    }
     nix::unistd::setsid().map_err(|e| Error::io("setsid", "(container init)", e.into()))?;
     // SAFETY: ioctl with an int argument on our slave fd.
     if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {

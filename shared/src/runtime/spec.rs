@@ -99,6 +99,10 @@ pub struct RunOptions {
     pub pids_limit: Option<i64>,
     pub devices: Vec<DeviceRequest>,
     pub stop_signal: Option<String>,
+    /// `--restart` (applied by the monitor of a `-d` container).
+    pub restart: super::restart::RestartPolicy,
+    /// `--log-driver`/`--log-opt` (used when detached).
+    pub log: super::logs::LogConfig,
 }
 
 impl RunOptions {

@@ -1,9 +1,24 @@
 //! ci-run: containers. `ci-run IMAGE [COMMAND [ARG...]]` runs a command
 //! from an image in its own root filesystem, namespaces and cgroup, in the
-//! foreground, with docker's semantics. Each verb is one file; `run` is
-//! also the verb-less form.
+//! foreground (or under a monitor with `-d`), with docker's semantics. Each
+//! verb is one file; `run` is also the verb-less form.
 
+mod each;
+mod exec;
+mod inspect;
+mod kill;
+mod logs;
+mod prune;
+mod ps;
+mod rename;
+mod restart;
+mod rm;
 mod run;
+mod start;
+mod stats;
+mod stop;
+mod top;
+mod wait;
 
 use clap::{Parser, Subcommand};
 use ci_core::cli::GlobalOpts;
@@ -24,6 +39,25 @@ use ci_core::Result;
 /// failed, 126 that the command cannot be executed, 127 that it was not
 /// found. --explain prints each kernel step as it happens, with the shell
 /// command that does the same: the recipe of a container.
+///
+/// With -d the container runs detached, watched by a small monitor process
+/// of its own (no daemon): it keeps the container's output in a log
+/// (`ci-run logs`), records how it ends, and applies --restart. The verbs
+/// (ps, logs, exec, stop, kill, start, restart, wait, rm, rename, prune,
+/// top, inspect, stats) name containers by id, unique id prefix or name,
+/// and `-` reads container objects from stdin.
+///
+/// State: ROOT/containers/ID/ holds a container's record (container.json),
+/// its OCI spec (config.json), its log (json.log) and its writable layer;
+/// /run/ci/H/ID/ holds what dies with the machine (state.json: the pid of
+/// its PID 1 and of its monitor; monitor.sock). `ci-run inspect` shows
+/// both places; ci-containers(7) explains them, and what happens when a
+/// monitor is killed or the machine restarts.
+///
+/// Exit status of the other verbs: 0, or 1 when any container named could
+/// not be acted on (not found, not running for stop/kill, running for rm
+/// without -f); exec passes its command's status through like run (125:
+/// ci-run failed, for instance the container is not running).
 #[derive(Debug, Parser)]
 #[command(
     name = "ci-run",
@@ -56,23 +90,115 @@ const EXAMPLES: &str = "Examples:
   ci-run --memory 64m --pids-limit 50 bb:1 sh resource limits from the container's cgroup
   ci-run --explain --rm bb:1 true             every namespace, mount and syscall filter, as shell commands
   ci-build import - < rootfs.tar | ci-run --rm - ls /    an image object from stdin
-  ci-run --rootfs ./rootfs sh                 a root filesystem directory instead of an image";
+  ci-run --rootfs ./rootfs sh                 a root filesystem directory instead of an image
+  ci-run -d --name web --restart on-failure:3 bb:1 httpd -f   detached, under its monitor
+  ci-run ps -a                                every container and how it ended
+  ci-run logs -f web                          its output, following it across restarts
+  ci-run exec -it web sh                      a shell inside the running container
+  ci-run stop web && ci-run rm web            stop (TERM, KILL after 10 s), then remove
+  ci-run ps -a --filter status=exited | ci-run rm -   container objects on stdin";
 
 #[derive(Debug, Subcommand)]
 pub enum Verb {
     /// Run a command in a new container (the same as the verb-less form)
-    Run(run::Args),
+    Run(Box<run::Args>),
+    // The other verbs: their Args structs carry the description (one file each).
+    #[command(visible_alias = "ls")]
+    Ps(ps::Args),
+    Logs(logs::Args),
+    Exec(exec::Args),
+    Stop(stop::Args),
+    Kill(kill::Args),
+    Start(start::Args),
+    Restart(restart::Args),
+    Wait(wait::Args),
+    #[command(visible_alias = "remove")]
+    Rm(rm::Args),
+    Rename(rename::Args),
+    Prune(prune::Args),
+    Top(top::Args),
+    Inspect(inspect::Args),
+    Stats(stats::Args),
 }
 
 pub fn run(cli: Cli) -> Result<i32> {
     let g = &cli.global;
     match cli.verb {
-        Some(Verb::Run(a)) => run::run(g, a),
+        Some(Verb::Run(a)) => run::run(g, *a),
         None => run::run(g, cli.run),
+        Some(Verb::Ps(a)) => ps::run(g, a),
+        Some(Verb::Logs(a)) => logs::run(g, a),
+        Some(Verb::Exec(a)) => exec::run(g, a),
+        Some(Verb::Stop(a)) => stop::run(g, a),
+        Some(Verb::Kill(a)) => kill::run(g, a),
+        Some(Verb::Start(a)) => start::run(g, a),
+        Some(Verb::Restart(a)) => restart::run(g, a),
+        Some(Verb::Wait(a)) => wait::run(g, a),
+        Some(Verb::Rm(a)) => rm::run(g, a),
+        Some(Verb::Rename(a)) => rename::run(g, a),
+        Some(Verb::Prune(a)) => prune::run(g, a),
+        Some(Verb::Top(a)) => top::run(g, a),
+        Some(Verb::Inspect(a)) => inspect::run(g, a),
+        Some(Verb::Stats(a)) => stats::run(g, a),
     }
 }
 
+/// `ci-run --root R --format table ps` is `ci-run ps --root R --format
+/// table`: the common options may come before a verb. (The parent command
+/// also has the run form's arguments, so clap alone would take any option
+/// before `ps` as the start of `ci-run [OPTIONS] IMAGE`.) Only the common
+/// options move; after any other option the line is the run form.
+pub fn verb_first(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let is_verb = |a: &str| cmd.get_subcommands().any(|s| s.get_name() == a || s.get_all_aliases().any(|x| x == a));
+    let mut i = 1;
+    while let Some(a) = args.get(i).and_then(|a| a.to_str()) {
+        match a {
+            "--root" | "--format" => i += 2,
+            "--explain" => i += 1,
+            _ if a.starts_with("--root=") || a.starts_with("--format=") => i += 1,
+            _ => break,
+        }
+    }
+    if i > 1 && args.get(i).and_then(|a| a.to_str()).is_some_and(is_verb) {
+        let verb = args.remove(i);
+        args.insert(1, verb);
+    }
+    args
+}
+
 pub fn main() {
-    let cli = Cli::parse();
-    ci_core::cli::exit_with("ci-run", 125, run(cli))
+    // A container's monitor is this same binary, started by -d and start.
+    if let Some(code) = ci_core::runtime::monitor::main_if_asked() {
+        std::process::exit(code);
+    }
+    let cli = Cli::parse_from(verb_first(std::env::args_os().collect()));
+    // docker: `run` and `exec` fail with 125 (the command's own statuses
+    // pass through); the other verbs with 1.
+    let failure = match cli.verb {
+        None | Some(Verb::Run(_)) | Some(Verb::Exec(_)) => 125,
+        _ => 1,
+    };
+    ci_core::cli::exit_with("ci-run", failure, run(cli))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::verb_first;
+
+    fn v(s: &str) -> Vec<std::ffi::OsString> {
+        s.split(' ').map(Into::into).collect()
+    }
+
+    #[test]
+    fn common_options_may_precede_a_verb() {
+        assert_eq!(verb_first(v("ci-run --format table ps -a")), v("ci-run ps --format table -a"));
+        assert_eq!(verb_first(v("ci-run --root /r --explain exec c true")), v("ci-run exec --root /r --explain c true"));
+        assert_eq!(verb_first(v("ci-run --root=/r ls")), v("ci-run ls --root=/r"));
+        // The run form is left alone: an image, or another option first.
+        assert_eq!(verb_first(v("ci-run --explain bb:1 ps")), v("ci-run --explain bb:1 ps"));
+        assert_eq!(verb_first(v("ci-run --rm ps")), v("ci-run --rm ps"));
+        assert_eq!(verb_first(v("ci-run ps -a")), v("ci-run ps -a"));
+    }
 }

@@ -11,7 +11,8 @@ use ci_core::Result;
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = "Examples:
   ci-run run bb:1 echo hello
-  ci-run run --rm -it bb:1 sh")]
+  ci-run run --rm -it bb:1 sh
+  ci-run run -d --restart on-failure:3 bb:1 sh -c 'date; exit 1'")]
 pub struct Args {
     /// Name the container (unique in the store; default: a random adjective_name)
     #[arg(long)]
@@ -19,6 +20,18 @@ pub struct Args {
     /// Remove the container and its writable layer when it exits
     #[arg(long)]
     rm: bool,
+    /// Run in the background under a monitor; print its id (the container object when piped)
+    #[arg(short = 'd', long)]
+    detach: bool,
+    /// Restart policy of a -d container: no, on-failure[:MAX], always, unless-stopped
+    #[arg(long, value_name = "POLICY", default_value = "no")]
+    restart: String,
+    /// Where a -d container's output goes: json-file (default) or none
+    #[arg(long = "log-driver", value_name = "DRIVER")]
+    log_driver: Option<String>,
+    /// Log option: max-size=SIZE (default 20m), max-file=N (default 5)
+    #[arg(long = "log-opt", value_name = "KEY=VALUE")]
+    log_opt: Vec<String>,
     /// Set an environment variable (KEY=VALUE, or KEY to pass ci-run's own value)
     #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
     env: Vec<String>,
@@ -160,6 +173,17 @@ impl Args {
         o.pids_limit = self.pids_limit;
         o.devices = self.device.iter().map(|d| DeviceRequest::parse(d)).collect::<Result<_>>()?;
         o.stop_signal = self.stop_signal.clone();
+        if let Some(s) = &o.stop_signal {
+            runtime::monitor::parse_signal(s).map_err(|e| e.context("--stop-signal"))?;
+        }
+        o.restart = runtime::restart::RestartPolicy::parse(&self.restart)?;
+        if !o.restart.is_no() && !self.detach {
+            return Err(Error::invalid(format!("--restart {}: a restart policy needs -d (its monitor applies it)", self.restart)));
+        }
+        if !o.restart.is_no() && self.rm {
+            return Err(Error::invalid("conflicting options: --restart and --rm (a container removed when it exits cannot be restarted)"));
+        }
+        o.log = runtime::logs::LogConfig::parse(self.log_driver.as_deref(), &self.log_opt)?;
         Ok(o)
     }
 }
@@ -196,6 +220,22 @@ pub fn run(g: &GlobalOpts, a: Args) -> Result<i32> {
     };
     runtime::profile::mark("image and layers ready");
     let (c, spec) = runtime::create(&store, image.as_ref(), &image_name, layers, &opts)?;
+    if a.detach {
+        return match runtime::monitor::spawn(&store, &c)? {
+            Ok(obj) => {
+                if g.json() {
+                    ci_core::object::emit_json(&mut std::io::stdout().lock(), &obj)?;
+                } else {
+                    println!("{}", obj.id);
+                }
+                Ok(0)
+            }
+            Err(f) => {
+                eprintln!("ci-run: error: {}", f.message);
+                Ok(f.code)
+            }
+        };
+    }
     match runtime::start_and_wait(&store, c, spec, &opts)? {
         Outcome::Exited { code, .. } => Ok(code),
         Outcome::NotStarted(f) => {
