@@ -365,6 +365,8 @@ pub fn assert_no_containers_left(root: &TestRoot, ids: &[String], what: &str) {
     assert!(records.is_empty(), "{what}: container records left: {records:?}");
     let cg = cgroups_of(ids);
     assert!(cg.is_empty(), "{what}: cgroups left: {cg:?}");
+    let run: Vec<PathBuf> = ids.iter().map(|id| ci_core::runtime::state::run_dir(&root.path().join("containers").join(id))).filter(|d| d.exists()).collect();
+    assert!(run.is_empty(), "{what}: run-time state left: {run:?}");
 }
 
 /// No temporary file of an atomic write anywhere (after a command that

@@ -192,6 +192,9 @@ pub fn remove_dead_step_containers(store: &Store) -> Result<usize> {
         if !id_ok || owner.is_empty() || owner.contains('/') || owner.starts_with('.') || build_alive(store, owner) {
             continue;
         }
+        // The owner's lock, as `ci-run rm` takes it: a process of the dead
+        // build still dying may hold it a moment longer (the next sweep then).
+        let Some(_owned) = c.try_lock()? else { continue };
         crate::explain!(
             format!("remove container {} of a RUN step whose build died, and its cgroup", &c.record.id[..12]);
             format!("rmdir /sys/fs/cgroup/*/ci/{}; rm -rf {}", c.record.id, c.dir.display())
