@@ -231,7 +231,7 @@ impl DockerConfig {
         let mut data = serde_json::to_vec_pretty(&self.value).expect("JSON values serialise");
         data.push(b'\n');
         fsutil::write_atomic(&self.path, &data)?;
-        // write_atomic makes a 0600 file (tempfile's default): secrets stay private.
+        // write_atomic makes a 0600 file: secrets stay private.
         Ok(())
     }
 }
