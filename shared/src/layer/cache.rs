@@ -74,7 +74,16 @@ pub fn ensure_unpacked(store: &Store, layer: &Layer) -> Result<PathBuf> {
 pub fn ensure_image_unpacked(store: &Store, image: &Image) -> Result<Vec<PathBuf>> {
     let mut dirs = Vec::new();
     for layer in image.layers()? {
-        dirs.push(ensure_unpacked(store, &layer)?);
+        match ensure_unpacked(store, &layer) {
+            Ok(d) => dirs.push(d),
+            // `ci-build rm` or `prune` removed the image (and its blobs) after
+            // the caller resolved it: say so, not "blob missing from the store".
+            Err(_) if !store.has_blob(&layer.blob) && crate::image::resolve(store, &image.id.to_string()).is_err() => {
+                return Err(Error::not_found("image", image.id.to_string())
+                    .hint("it was removed (ci-build rm or prune) while its layers were being prepared"));
+            }
+            Err(e) => return Err(e),
+        }
     }
     Ok(visible_layers(dirs))
 }
