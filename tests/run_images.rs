@@ -111,6 +111,11 @@ fn image_from_stdin() {
     child.stdin.take().unwrap().write_all(&obj).unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(text(&out.stdout).trim(), "from-stdin");
+    // Two image objects on stdin: which one to run is not guessed.
+    let mut two = obj.clone();
+    two.extend_from_slice(&obj);
+    let out = t.root.cmd("ci-run").args(["--rm", "-", "true"]).write_stdin(two).assert().code(125);
+    assert!(text(&out.get_output().stderr).contains("stdin held 2 image objects"), "{}", text(&out.get_output().stderr));
 }
 
 /// 20 containers at once from an image never unpacked before: all run, and

@@ -202,6 +202,10 @@ pub fn run(g: &GlobalOpts, a: Args) -> Result<i32> {
     let mut opts = a.options()?;
     opts.command = command;
     let store = g.store()?;
+    // From resolving the image until its container's record names it, keep
+    // `ci-build rm`/`prune` (which collect garbage under this lock,
+    // exclusively) from removing the image's blobs or unpacked layers.
+    let gc = store.lock_shared(ci_core::store::LockKind::Gc)?;
     let (image, image_name, layers) = match &a.rootfs {
         Some(dir) => {
             let dir = std::fs::canonicalize(dir).map_err(|e| Error::io("resolve --rootfs", dir, e))?;
@@ -212,7 +216,15 @@ pub fn run(g: &GlobalOpts, a: Args) -> Result<i32> {
         }
         None => {
             let name = image.ok_or_else(|| Error::invalid("an IMAGE is required").hint("ci-run [OPTIONS] IMAGE [COMMAND [ARG...]]; see ci-run --help"))?;
-            let name = expand_stdin(&[name], "image")?.into_iter().next().expect("one image");
+            let mut names = expand_stdin(&[name], "image")?;
+            if names.len() > 1 {
+                return Err(Error::invalid(format!(
+                    "stdin held {} image objects; ci-run runs one container from one image",
+                    names.len()
+                ))
+                .hint("to run one container per image: ci-build ls | while read -r img; do echo \"$img\" | ci-run --rm - true; done"));
+            }
+            let name = names.remove(0);
             let img = ci_core::image::resolve(&store, &name)?;
             let layers = unpacked_layers(&store, &img)?;
             (Some(img), name, layers)
@@ -220,6 +232,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> Result<i32> {
     };
     runtime::profile::mark("image and layers ready");
     let (c, spec) = runtime::create(&store, image.as_ref(), &image_name, layers, &opts)?;
+    drop(gc);
     if a.detach {
         return match runtime::monitor::spawn(&store, &c)? {
             Ok(obj) => {
