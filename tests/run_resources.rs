@@ -40,7 +40,7 @@ fn pids_limit_stops_a_fork_loop() {
     let out = b.sh(&["--pids-limit", "20"], "(i=0; while [ $i -lt 60 ]; do sleep 30 & i=$((i+1)); done) 2>/dev/null; read n < /sys/fs/cgroup/pids/pids.current; read m < /sys/fs/cgroup/pids/pids.max; read e < /sys/fs/cgroup/pids/pids.events; echo $n $m $e");
     let f: Vec<&str> = out.split_whitespace().collect();
     let n: u32 = f[0].parse().unwrap();
-    assert!(n <= 20 && n >= 15, "the fork loop stopped at the limit: {out}");
+    assert!((15..=20).contains(&n), "the fork loop stopped at the limit: {out}");
     assert_eq!(f[1], "20");
     assert!(f[2] == "max" && f[3].parse::<u32>().unwrap() > 0, "forks were refused: {out}");
 }

@@ -30,6 +30,7 @@ pub mod object;
 pub mod reference;
 pub mod runtime;
 pub mod store;
+pub mod tarball;
 #[doc(hidden)]
 pub mod testsupport;
 

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-pub use ci_tests::{json_lines, privileged, tool_path, TestRoot};
+pub use ci_tests::{privileged, tool_path, TestRoot};
 
 /// Extract the host-busybox rootfs into `<root>/<name>` (None = skipped).
 pub fn busybox_rootfs(root: &TestRoot, name: &str) -> Option<PathBuf> {

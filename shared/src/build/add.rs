@@ -29,52 +29,34 @@ pub fn is_url(s: &str) -> bool {
 pub fn is_archive(path: &Path) -> Result<bool> {
     let mut f = crate::fsutil::open_nofollow(path)?;
     let mut head = vec![0u8; 512];
-    let n = read_full(&mut f, &mut head).ctx("read", path)?;
+    let n = crate::tarball::read_full(&mut f, &mut head).ctx("read", path)?;
     head.truncate(n);
     if head.starts_with(b"BZh") {
         let f = crate::fsutil::open_nofollow(path)?;
         let mut r = bzip2::read::BzDecoder::new(f);
         let mut block = vec![0u8; 512];
-        let n = read_full(&mut r, &mut block).unwrap_or(0);
-        return Ok(n == 512 && is_tar_header(&block));
+        let n = crate::tarball::read_full(&mut r, &mut block).unwrap_or(0);
+        return Ok(n == 512 && crate::tarball::is_header(&block));
     }
     match Compression::detect(&head) {
         Compression::Gzip | Compression::Xz => {
             let f = crate::fsutil::open_nofollow(path)?;
             let Ok((_, mut r)) = crate::compression::decompress(f) else { return Ok(false) };
             let mut block = vec![0u8; 512];
-            let n = read_full(&mut r, &mut block).unwrap_or(0);
-            Ok(n == 512 && is_tar_header(&block))
+            let n = crate::tarball::read_full(&mut r, &mut block).unwrap_or(0);
+            Ok(n == 512 && crate::tarball::is_header(&block))
         }
-        Compression::None => Ok(n == 512 && is_tar_header(&head)),
+        Compression::None => Ok(n == 512 && crate::tarball::is_header(&head)),
         _ => Ok(false),
     }
 }
 
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
-}
-
-/// A tar header block: its checksum field matches its bytes.
-fn is_tar_header(b: &[u8]) -> bool {
-    let field = String::from_utf8_lossy(&b[148..156]);
-    let Ok(want) = u32::from_str_radix(field.trim_matches(|c: char| c == '\0' || c == ' '), 8) else { return false };
-    let sum: u32 = b.iter().enumerate().map(|(i, &x)| if (148..156).contains(&i) { 32 } else { u32::from(x) }).sum();
-    sum == want
-}
 
 /// Extract the archive at `path` into the directory `dest` (an fd inside the image).
 pub fn extract(path: &Path, dest: &OwnedFd) -> Result<crate::layer::UnpackStats> {
     let f = crate::fsutil::open_nofollow(path)?;
     let mut head = [0u8; 3];
-    let n = read_full(&mut &f, &mut head).ctx("read", path)?;
+    let n = crate::tarball::read_full(&mut &f, &mut head).ctx("read", path)?;
     let f = crate::fsutil::open_nofollow(path)?;
     let stream: Box<dyn Read> = if n == 3 && &head == b"BZh" {
         Box::new(bzip2::read::MultiBzDecoder::new(std::io::BufReader::new(f)))

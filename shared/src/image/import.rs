@@ -77,13 +77,7 @@ pub fn store_layer(store: &Store, input: impl Read, source: &str) -> Result<Laye
             compression::Compression::None => "a tar archive".to_string(),
             c => format!("a {}-compressed tar archive", c.name()),
         };
-        let msg = e.to_string();
-        // The tar crate's header errors quote raw bytes; say what it means instead.
-        let why = if msg.contains("cksum") || msg.contains("numeric field") {
-            "a 512-byte block that should be a tar header is not one".to_string()
-        } else {
-            msg.lines().next().unwrap_or_default().to_string()
-        };
+        let why = crate::tarball::describe_error(&e);
         Error::invalid(format!("{source}: not {what}, or truncated: {why}"))
     };
     let entries = {

@@ -201,14 +201,7 @@ impl Extractor {
 
     /// A tar-level read error (bad header, truncated stream).
     fn tar_error(&self, e: io::Error) -> Error {
-        let msg = e.to_string();
-        let why = if msg.contains("cksum") || msg.contains("checksum") || msg.contains("numeric field") {
-            "a 512-byte block that should be a tar header is not one (corrupt or not a tar)".to_string()
-        } else if e.kind() == io::ErrorKind::UnexpectedEof || msg.contains("entire block") || msg.contains("EOF") {
-            "the stream ends in the middle of a tar header (truncated)".to_string()
-        } else {
-            msg
-        };
+        let why = crate::tarball::describe_error(&e);
         let at = if self.current.is_empty() {
             "at the first entry".to_string()
         } else {

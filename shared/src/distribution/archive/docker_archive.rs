@@ -12,7 +12,7 @@
 //! compressed (some tools write them so) is stored as it is, and its
 //! content is checked against the config's diff_id after decompression.
 
-use std::io::{self, BufWriter, Read, Seek, Write};
+use std::io::{self, BufWriter, Seek, Write};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -131,7 +131,7 @@ pub fn load_indexed(store: &Store, idx: &TarIndex, only: Option<&Reference>, pro
             let lwhat = format!("layer {name} of {what}");
             let (mut r, size) = idx.open_entry(name)?;
             let mut head = [0u8; 6];
-            let n = read_head(&mut r, &mut head).map_err(|e| Error::io("read", &lwhat, e))?;
+            let n = crate::tarball::read_full(&mut r, &mut head).map_err(|e| Error::io("read", &lwhat, e))?;
             let c = Compression::detect(&head[..n]);
             let (r, size) = (idx.open_entry(name)?.0, size);
             let stored = match c {
@@ -186,16 +186,6 @@ pub fn load_indexed(store: &Store, idx: &TarIndex, only: Option<&Reference>, pro
     Ok(images)
 }
 
-fn read_head(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
-}
 
 /// Write an image as a `docker save` tarball (atomically: a temporary file renamed into place).
 pub fn save(store: &Store, img: &Image, path: &Path, tag: Option<&Reference>, progress: &Progress) -> Result<()> {
