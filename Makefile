@@ -46,7 +46,7 @@ man:
 
 install: build
 	install -d $(PREFIX)/bin $(PREFIX)/share/man/man1 $(PREFIX)/share/man/man7
-	install -m 0755 $(BIN)/ci-build $(BIN)/ci-run $(BIN)/ci-vol $(BIN)/ci-net $(BIN)/ci-push $(BIN)/ci-pull $(PREFIX)/bin/
+	install -m 0755 $(BIN)/ci-build $(BIN)/ci-run $(BIN)/ci-monitor $(BIN)/ci-vol $(BIN)/ci-net $(BIN)/ci-push $(BIN)/ci-pull $(PREFIX)/bin/
 	install -m 0644 man/*.1 $(PREFIX)/share/man/man1/
 	install -m 0644 man/*.7 $(PREFIX)/share/man/man7/
 

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Container lifecycle beside podman, on the same machine, rootfs and run:
 #   -d return time, `exec … true` latency, `ps` with 100 containers,
-#   and the memory of the per-container monitor (ci-run's) vs conmon (podman's).
+#   and the memory of the per-container monitor (ci-monitor) vs conmon (podman's).
 # Usage (as root, after `cargo build --release`): scripts/bench-lifecycle.sh [ROOTFS.tar]
 # Needs hyperfine and podman (with default_ulimits = [] in /etc/containers/containers.conf,
 # see ../shared/PEERS.md). Uses private stores under $WORK and removes them at the end.
@@ -53,5 +53,5 @@ mem() { # name pattern -> average RSS / PSS / private (USS) / peak RSS in kB
     grep VmHWM /proc/$p/status | awk '{print $2}'
   done | awk -v n="$2" '{r+=$1; s+=$2; u+=$3; h+=$4; k++} END{printf "%-16s %3d processes: RSS %5.0f kB  PSS %5.0f kB  private %5.0f kB  peak RSS %5.0f kB (averages)\n", n, k, r/k, s/k, u/k, h/k}'
 }
-mem "ci-run __monitor $CIROOT" "ci-run monitor"
+mem "ci-monitor $CIROOT" "ci-monitor"
 mem "conmon .*$WORK/podman" "conmon"

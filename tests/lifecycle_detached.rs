@@ -45,7 +45,7 @@ fn detached_container_shows_in_ps_logs_then_stops_and_goes() {
     let monitor = info["state"]["monitor_pid"].as_i64().unwrap();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     assert!(status.lines().any(|l| l == format!("PPid:\t{monitor}")), "{status}");
-    assert_eq!(std::fs::read_to_string(format!("/proc/{monitor}/comm")).unwrap().trim(), "ci-run-monitor");
+    assert_eq!(std::fs::read_to_string(format!("/proc/{monitor}/comm")).unwrap().trim(), "ci-monitor");
     assert!(std::path::Path::new(info["state_dir"].as_str().unwrap()).join("monitor.sock").exists());
 
     // stop: SIGTERM is ignored by a PID 1 without a handler, so SIGKILL after -t 1.

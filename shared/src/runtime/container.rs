@@ -356,9 +356,11 @@ impl Container {
     /// Record the running process: state.json alone (one small write on the
     /// start path). While it exists and its pid has the recorded start time,
     /// the container is running, whatever container.json still says. The
-    /// calling process is recorded as the container's owner.
+    /// calling process is recorded as the container's owner, or the
+    /// monitor it starts the container for.
     pub fn mark_running(&mut self, pid: i32, pid_start_time: u64) -> Result<()> {
-        let me = std::process::id() as i32;
+        let monitor = super::state::monitor();
+        let me = monitor.unwrap_or(std::process::id() as i32);
         let state = RunState {
             pid,
             pid_start_time,
@@ -366,7 +368,7 @@ impl Container {
             started_at: now_rfc3339(),
             owner_pid: me,
             owner_start_time: super::process::start_time(me)?,
-            monitor: super::state::is_monitor(),
+            monitor: monitor.is_some(),
         };
         let dir = super::state::create_run_dir(&self.dir)?;
         write_json(&dir.join("state.json"), &state)?;

@@ -17,7 +17,7 @@
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::sys;
 use crate::error::{Error, IoContext, Result};
@@ -43,7 +43,11 @@ pub fn ensure_protected() -> Result<()> {
         return Ok(());
     }
     let argv: Vec<CString> = std::env::args_os().map(|a| CString::new(a.as_encoded_bytes()).expect("argv has no NUL")).collect();
+    // Remember where we were installed: afterwards /proc/self/exe names a
+    // mount that is attached nowhere, and ci-run looks for ci-monitor beside itself.
+    let origin = std::env::var_os(ORIGIN).is_none().then(std::env::current_exe).and_then(|p| p.ok()).map(|p| (ORIGIN.into(), p.into_os_string()));
     let envp: Vec<CString> = std::env::vars_os()
+        .chain(origin)
         .map(|(k, v)| {
             let mut kv = k.as_encoded_bytes().to_vec();
             kv.push(b'=');
@@ -57,6 +61,24 @@ pub fn ensure_protected() -> Result<()> {
     };
     let err = nix::unistd::fexecve(&fd, &argv, &envp).unwrap_err();
     Err(Error::io("re-execute ci-run from a read-only copy", "/proc/self/exe", err.into()))
+}
+
+/// The environment variable that carries ci-run's installed path across
+/// the re-execution in [`ensure_protected`].
+const ORIGIN: &str = "CIRUN_ORIGIN";
+
+/// The program `name` installed beside this one (`ci-monitor` beside
+/// `ci-run`), else the first on `$PATH`.
+pub fn sibling(name: &str) -> Result<PathBuf> {
+    let me = std::env::var_os(ORIGIN).map(PathBuf::from).or_else(|| std::env::current_exe().ok());
+    let beside = me.as_deref().and_then(Path::parent).map(|d| d.join(name));
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let on_path = std::env::split_paths(&path).map(|d| d.join(name)).collect::<Vec<_>>();
+    beside
+        .into_iter()
+        .chain(on_path)
+        .find(|p| p.is_file())
+        .ok_or_else(|| Error::invalid(format!("{name} was not found beside ci-run ({}) nor on $PATH", me.unwrap_or_default().display())).hint("install every program of ci together (`make install`)"))
 }
 
 fn readonly_clone() -> Result<OwnedFd> {

@@ -42,6 +42,9 @@ pub struct Plan<'a> {
     pub seccomp: Option<&'a [libc::sock_filter]>,
     /// What to mount at /sys/fs/cgroup (read-only), once in the cgroup namespace.
     pub cgroup_mounts: Option<crate::cgroups::CgroupMounts>,
+    /// Clone the init with `CLONE_PARENT`: it becomes the child of this
+    /// process's parent (the monitor), not of this process (see [`super::starter`]).
+    pub clone_parent: bool,
 }
 
 /// A failed step: the message for the user and ci-run's exit status.

@@ -18,7 +18,8 @@
 //! | [`sys`] | the raw system calls (openat2, the new mount API, clone, seccomp) |
 //! | [`state`] | run-time state under /run: is it running, and putting stale records right |
 //! | [`names`] | containers named by id, id prefix or name |
-//! | [`monitor`] | the per-container process that watches a `-d` container |
+//! | [`monitor`] | the per-container process that watches a `-d` container (`ci-monitor`) |
+//! | [`starter`] | `ci-run __start`: the engine half of a monitor's (re)start |
 //! | [`logs`] | the json-file log the monitor writes |
 //! | [`restart`] | restart policies and docker's back-off |
 //! | [`control`] | stop, kill, wait, rm: through the monitor, or directly |
@@ -27,7 +28,7 @@
 //!
 //! The lifecycle inside the engine is create → start → wait → delete:
 //! [`start_and_wait`] does the last three in the foreground; for `-d`, a
-//! [`monitor`] calls [`start`] and does the waiting.
+//! [`monitor`] has a [`starter`] call [`start`] and does the waiting.
 
 pub mod capabilities;
 pub mod channel;
@@ -48,6 +49,7 @@ pub mod pty;
 pub mod restart;
 pub mod seccomp;
 pub mod spec;
+pub mod starter;
 pub mod state;
 pub mod stats;
 pub mod sys;
@@ -137,6 +139,9 @@ pub struct StartOptions {
     pub stdin_null: bool,
     /// `--group-add`.
     pub group_add: Vec<String>,
+    /// Started by `ci-run __start` for a monitor: the init is cloned as the
+    /// monitor's child (see [`starter`]).
+    pub clone_parent: bool,
 }
 
 /// A container whose command is running, recorded in its state.json.
@@ -181,6 +186,7 @@ pub fn start(c: &mut Container, spec: &mut oci_spec::runtime::Spec, how: &StartO
         stdin_null: how.stdin_null,
         seccomp: seccomp.as_deref(),
         cgroup_mounts: cgroup.as_ref().map(|cg| cg.mounts()),
+        clone_parent: how.clone_parent,
     };
     let started = process::start(&plan, |pid| match &cgroup {
         Some(cg) => cg.add_process(pid),
@@ -243,7 +249,7 @@ pub fn start_and_wait(store: &Store, mut c: Container, mut spec: oci_spec::runti
         }
         Err(e) => return Err(e),
     };
-    let how = StartOptions { volatile: opts.remove, stdin_null: !opts.interactive, group_add: opts.group_add.clone() };
+    let how = StartOptions { volatile: opts.remove, stdin_null: !opts.interactive, group_add: opts.group_add.clone(), clone_parent: false };
     let signals = process::catch_signals()?;
     let discard = |c: Container| {
         if opts.remove {

@@ -1,19 +1,22 @@
 //! The monitor: the small process that stays with a detached (`-d`)
 //! container, the role conmon plays for podman. There is no daemon: each
 //! container has its own monitor, started by `ci-run -d` or `ci-run start`,
-//! and gone when the container is gone for good.
+//! and gone when the container is gone for good. It is a program of its
+//! own, `ci-monitor`, installed beside ci-run.
 //!
 //! ```text
 //! ci-run -d bb:1 CMD            the record is created, then:
-//!   fork ─ setsid ─ fork ─ exec "ci-run __monitor ROOT ID"   (own session, no terminal)
+//!   fork ─ setsid ─ fork ─ exec "ci-monitor ROOT ID"   (own session, no terminal;
+//!                                                       fd 3: the report pipe, fd 4: ci-run's binary)
 //!   the monitor:  flock ROOT/containers/ID        (one owner at a time)
 //!                 bind /run/ci/H/ID/monitor.sock  (a path socket in a 0700 directory)
-//!                 clone the container's init      (it is the parent: it reaps PID 1)
+//!                 run "ci-run __start ROOT ID"    (runtime::starter: the engine, in a process
+//!                                                  that exits; PID 1 is born the monitor's child)
 //!                 report "started, pid N" on the pipe ci-run waits on; ci-run prints and exits
 //!                 then, until the container is gone for good:
 //!                   stdout/stderr pipes (or the pty) -> json.log  (runtime::logs)
 //!                   pidfd readable -> waitid: exit status -> container.json
-//!                   restart policy + back-off           (runtime::restart)
+//!                   restart policy + back-off           (runtime::restart; a restart is another __start)
 //!                   requests on monitor.sock: stop, kill, wait
 //! ```
 //!
@@ -23,6 +26,12 @@
 //! need to be a child subreaper: processes orphaned inside the container
 //! are reaped by its PID 1 (the pid namespace's reaper), and when PID 1
 //! dies the kernel kills and reaps the rest.
+//!
+//! Why a program of its own: a monitor lives as long as its container, one
+//! per container, so its memory is paid many times over. It links only
+//! what watching needs (the record, the log writer, the restart policy)
+//! and leaves the engine — spec, seccomp, mounts, the init — to the
+//! short-lived starter; it idles on a few hundred kilobytes.
 //!
 //! Why it carries out `stop` itself: the restart policy and a manual stop
 //! must agree. The monitor is the only one that decides to start the
@@ -37,7 +46,7 @@
 //! every process), then it exits.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -50,15 +59,16 @@ use serde::{Deserialize, Serialize};
 use super::container::{now_rfc3339, Container, Status};
 use super::logs::{LogWriter, Lines};
 use super::restart::Backoff;
-use super::{state, StartFailure, StartOptions};
+use super::starter::{self, Report as StarterReport};
+use super::{state, StartFailure};
 use crate::error::{Error, IoContext, Result};
 use crate::object::ContainerObject;
 use crate::store::Store;
 use crate::explain;
 
-/// The argument that turns `ci-run` into a monitor (not a verb: the
-/// monitor is an internal process, so it has no man page).
-pub const MONITOR_ARG: &str = "__monitor";
+/// The monitor's program, installed beside ci-run (an internal process:
+/// it has no man page).
+pub const PROGRAM: &str = "ci-monitor";
 /// The monitor's socket, in the container's run directory.
 pub const SOCKET: &str = "monitor.sock";
 /// Default `stop` timeout, seconds (docker's).
@@ -102,8 +112,15 @@ pub enum Reply {
 /// must be single-threaded (it forks).
 pub fn spawn(store: &Store, c: &Container) -> Result<std::result::Result<ContainerObject, StartFailure>> {
     use std::ffi::CString;
+    // A monitor killed earlier may have left it stale (its cgroup, its state).
+    state::refresh(store, &mut c.clone())?;
+    let program = super::exe::sibling(PROGRAM)?;
+    // ci-run's own binary (the read-only copy it runs from), for the
+    // monitor's starters: it is handed over as fd 4.
+    let exe = std::fs::File::open("/proc/self/exe").ctx("open", "/proc/self/exe")?;
     let cstr = |s: &[u8]| CString::new(s).map_err(|_| Error::invalid("a path or variable contains a NUL byte"));
-    let argv = [cstr(b"ci-run")?, cstr(MONITOR_ARG.as_bytes())?, cstr(store.root().as_os_str().as_encoded_bytes())?, cstr(c.record.id.as_bytes())?];
+    let path = cstr(program.as_os_str().as_encoded_bytes())?;
+    let argv = [cstr(PROGRAM.as_bytes())?, cstr(store.root().as_os_str().as_encoded_bytes())?, cstr(c.record.id.as_bytes())?];
     let envp: Vec<CString> = std::env::vars_os()
         .filter(|(k, _)| k != "CIEXPLAIN")
         .filter_map(|(k, v)| {
@@ -120,15 +137,14 @@ pub fn spawn(store: &Store, c: &Container) -> Result<std::result::Result<Contain
     let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").ctx("open", "/dev/null")?;
     explain!(
         format!("start the monitor of container {}: a process in a session of its own (fork, setsid, fork), parent of the container, writer of its log", &c.record.id[..12]);
-        format!("setsid ci-run {MONITOR_ARG} {} {} < /dev/null > /dev/null 2>&1 &", store.root().display(), c.record.id)
+        format!("setsid {} {} {} < /dev/null > /dev/null 2>&1 &", program.display(), store.root().display(), c.record.id)
     );
     // SAFETY: single-threaded caller (see above); the children only make
     // async-signal-safe calls on memory prepared before the fork.
     match unsafe { nix::unistd::fork() }.map_err(|e| Error::io("fork", "(monitor)", e.into()))? {
-        nix::unistd::ForkResult::Child => unsafe { monitor_child(&argp, &envpp, w.as_raw_fd(), null.as_raw_fd()) },
+        nix::unistd::ForkResult::Child => unsafe { monitor_child(&path, &argp, &envpp, [w.as_raw_fd(), exe.as_raw_fd(), null.as_raw_fd()]) },
         nix::unistd::ForkResult::Parent { child } => {
-            drop(w);
-            drop(null);
+            drop((w, exe, null));
             // The middle process exits at once: reap it.
             let _ = nix::sys::wait::waitpid(child, None);
             let mut data = Vec::new();
@@ -145,12 +161,13 @@ pub fn spawn(store: &Store, c: &Container) -> Result<std::result::Result<Contain
 
 /// In the forked child: a new session, a second fork (the monitor is not
 /// a session leader, so it can never acquire a controlling terminal), then
-/// the exec with fd 3 the report pipe and 0-2 on /dev/null, nothing else open.
+/// the exec with fd 3 the report pipe, fd 4 ci-run's binary and 0-2 on
+/// /dev/null, nothing else open.
 ///
 /// # Safety
 /// Only after fork in a single-threaded process; `argv` and `envp` are
 /// NULL-terminated arrays of pointers to C strings.
-unsafe fn monitor_child(argv: &[*const libc::c_char], envp: &[*const libc::c_char], report: RawFd, null: RawFd) -> ! {
+unsafe fn monitor_child(path: &std::ffi::CStr, argv: &[*const libc::c_char], envp: &[*const libc::c_char], [report, exe, null]: [RawFd; 3]) -> ! {
     // SAFETY: async-signal-safe calls only, on data prepared before fork.
     unsafe {
         libc::setsid();
@@ -162,40 +179,42 @@ unsafe fn monitor_child(argv: &[*const libc::c_char], envp: &[*const libc::c_cha
         // Move the two descriptors out of the way, then onto their places
         // (dup2 onto a different number clears close-on-exec).
         let rep = libc::fcntl(report, libc::F_DUPFD_CLOEXEC, 100);
+        let bin = libc::fcntl(exe, libc::F_DUPFD_CLOEXEC, 100);
         let nul = libc::fcntl(null, libc::F_DUPFD_CLOEXEC, 100);
-        if rep < 0 || nul < 0 || libc::dup2(nul, 0) < 0 || libc::dup2(nul, 1) < 0 || libc::dup2(nul, 2) < 0 || libc::dup2(rep, 3) < 0 {
+        if rep < 0 || bin < 0 || nul < 0 {
             libc::_exit(1);
         }
-        libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32);
+        if libc::dup2(nul, 0) < 0 || libc::dup2(nul, 1) < 0 || libc::dup2(nul, 2) < 0 || libc::dup2(rep, 3) < 0 || libc::dup2(bin, 4) < 0 {
+            libc::_exit(1);
+        }
+        libc::syscall(libc::SYS_close_range, 5u32, u32::MAX, 0u32);
         libc::chdir(c"/".as_ptr());
-        // /proc/self/exe: the read-only copy ci-run runs from (CVE-2019-5736).
-        libc::execve(c"/proc/self/exe".as_ptr(), argv.as_ptr(), envp.as_ptr());
-        let msg = b"{\"failed\":{\"message\":\"cannot execute the monitor (/proc/self/exe)\",\"code\":125}}";
+        libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+        let msg = b"{\"failed\":{\"message\":\"cannot execute the monitor (ci-monitor)\",\"code\":125}}";
         libc::write(3, msg.as_ptr().cast(), msg.len());
         libc::_exit(127)
     }
 }
 
-/// If this process was started as a monitor (`ci-run __monitor ROOT ID`),
-/// run it and return its exit status; `None` otherwise. Call it first
-/// thing in `main`.
-pub fn main_if_asked() -> Option<i32> {
+/// `ci-monitor ROOT ID`, as [`spawn`] starts it: run the monitor and
+/// return its exit status.
+pub fn main() -> i32 {
     let mut args = std::env::args_os().skip(1);
-    if args.next()? != MONITOR_ARG {
-        return None;
-    }
-    let (Some(root), Some(id)) = (args.next(), args.next()) else { return Some(2) };
-    Some(run(Path::new(&root), &id.to_string_lossy()))
+    let (Some(root), Some(id), None) = (args.next(), args.next(), args.next()) else {
+        eprintln!("usage: {PROGRAM} ROOT ID (it is started by ci-run -d and ci-run start, not by hand)");
+        return 2;
+    };
+    run(Path::new(&root), &id.to_string_lossy())
 }
 
 /// The monitor's life: take the container, start it, report, watch.
 fn run(root: &Path, id: &str) -> i32 {
-    state::set_monitor();
-    // SAFETY: prctl with a static name; fd 3 is the report pipe our spawner set up.
-    let report = unsafe {
-        libc::prctl(libc::PR_SET_NAME, c"ci-run-monitor".as_ptr());
+    // SAFETY: fds 3 and 4 are the report pipe and ci-run's binary that our
+    // spawner set up; neither is for the starters we run.
+    let (report, exe) = unsafe {
         libc::fcntl(3, libc::F_SETFD, libc::FD_CLOEXEC);
-        std::fs::File::from(OwnedFd::from_raw_fd(3))
+        libc::fcntl(4, libc::F_SETFD, libc::FD_CLOEXEC);
+        (std::fs::File::from(OwnedFd::from_raw_fd(3)), OwnedFd::from_raw_fd(4))
     };
     let mut report = Some(report);
     let mut send = |r: Report| {
@@ -203,7 +222,7 @@ fn run(root: &Path, id: &str) -> i32 {
             let _ = f.write_all(&serde_json::to_vec(&r).expect("reports serialise"));
         }
     };
-    let mut m = match Monitor::open(root, id) {
+    let mut m = match Monitor::open(root, id, exe) {
         Ok(m) => m,
         Err(e) => {
             send(Report::Failed { message: e.to_string(), code: 125 });
@@ -255,6 +274,8 @@ struct Running {
 
 struct Monitor {
     store: Store,
+    /// ci-run's binary, which starts the container (`ci-run __start`).
+    exe: OwnedFd,
     c: Container,
     _lock: nix::fcntl::Flock<std::fs::File>,
     listener: UnixListener,
@@ -271,19 +292,21 @@ struct Monitor {
     /// When to start it again (restart policy).
     restart_at: Option<Instant>,
     last_code: Option<i32>,
-    /// /dev/null, for our own stdio between starts.
-    null: OwnedFd,
 }
 
-/// Fill our fds 0-2 (inherited by the container's init) for one start.
-fn set_stdio(fds: [BorrowedFd; 3]) -> Result<()> {
-    for (target, fd) in fds.iter().enumerate() {
-        // SAFETY: dup2 onto the standard descriptors of this process.
-        if unsafe { libc::dup2(fd.as_raw_fd(), target as i32) } < 0 {
-            return Err(Error::io("dup2 onto the container's stdio", "(monitor)", std::io::Error::last_os_error()));
+/// A start that failed may leave a dead init behind, unreaped: it was
+/// cloned as our child (see [`starter`]). Reap it; while the container is
+/// not running we have no other child.
+fn reap_strays() {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Ok(WaitStatus::StillAlive) | Err(_) => return,
+            Ok(_) => {}
         }
     }
-    Ok(())
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
@@ -321,11 +344,9 @@ pub fn stop_signal(c: &Container) -> i32 {
 }
 
 impl Monitor {
-    fn open(root: &Path, id: &str) -> Result<Monitor> {
+    fn open(root: &Path, id: &str, exe: OwnedFd) -> Result<Monitor> {
         let store = Store::open(root)?;
         let mut c = Container::load(&store, id)?;
-        // A monitor killed earlier may have left it stale (its cgroup, its state).
-        state::refresh(&store, &mut c)?;
         let dir = c.dir.clone();
         let lock = c
             .lock_within(Duration::from_secs(5))?
@@ -343,9 +364,9 @@ impl Monitor {
         let run = state::create_run_dir(&dir)?;
         let listener = bind(&run)?;
         let log = if c.record.log.enabled() { Some(LogWriter::open(&dir, &c.record.log)?) } else { None };
-        let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").ctx("open", "/dev/null")?;
         Ok(Monitor {
             store,
+            exe,
             c,
             _lock: lock,
             listener,
@@ -359,57 +380,58 @@ impl Monitor {
             kill_at: None,
             restart_at: None,
             last_code: None,
-            null: null.into(),
         })
     }
 
     /// Start the container's command (`first`: for `-d`/`start`, which
-    /// clears an earlier manual stop).
+    /// clears an earlier manual stop) through a starter.
     fn start(&mut self, first: bool) -> Result<std::result::Result<(), StartFailure>> {
-        let path = self.c.dir.join("config.json");
-        let data = std::fs::read(&path).ctx("read", &path)?;
-        let mut spec: oci_spec::runtime::Spec = serde_json::from_slice(&data).map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
-        let tty = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
-        let how = StartOptions { volatile: self.c.record.auto_remove, stdin_null: !self.c.record.open_stdin, group_add: self.c.record.group_add.clone() };
-        // The container's stdio: pipes we read (a pty instead with -t), and
-        // with -i a stdin pipe whose write end we hold open.
-        let (out, err) = if tty { (None, None) } else { (Some(pipe()?), Some(pipe()?)) };
-        let stdin = if self.c.record.open_stdin && !tty { Some(pipe()?) } else { None };
-        let null = self.null.as_fd();
-        set_stdio([
-            stdin.as_ref().map(|p| p.0.as_fd()).unwrap_or(null),
-            out.as_ref().map(|p| p.1.as_fd()).unwrap_or(null),
-            err.as_ref().map(|p| p.1.as_fd()).unwrap_or(null),
-        ])?;
-        let started = super::start(&mut self.c, &mut spec, &how);
-        set_stdio([null, null, null])?;
-        let started = match started? {
-            Ok(s) => s,
-            Err(f) => return Ok(Err(f)),
+        use std::process::Stdio;
+        // The container's stdio: pipes we read (the starter sends a pty
+        // master instead with -t), and with -i a stdin pipe whose write end
+        // we hold open.
+        let (out, out_w) = pipe()?;
+        let (err, err_w) = pipe()?;
+        let (stdin, stdin_w) = match self.c.record.open_stdin {
+            true => pipe().map(|(r, w)| (Stdio::from(r), Some(w)))?,
+            false => (Stdio::null(), None),
         };
-        let mut child = started.child;
-        let mut outputs = Vec::new();
-        if let Some(m) = child.pty.take() {
-            outputs.push((m, "stdout", Lines::default()));
-        }
-        for (p, name) in [(out, "stdout"), (err, "stderr")] {
-            if let Some((r, _w)) = p {
-                outputs.push((r, name, Lines::default()));
+        let (report, pty) = starter::run(&self.exe, self.store.root(), &self.c.record.id, [stdin, out_w.into(), err_w.into()])?;
+        let (pid, cgroup) = match report {
+            StarterReport::Started { pid, cgroup } => (pid, cgroup),
+            StarterReport::Failed { message, code } => {
+                reap_strays();
+                return Ok(Err(StartFailure { message, code }));
             }
-        }
+        };
+        let child = match super::process::Child::adopt(pid, None) {
+            Ok(child) => child,
+            Err(e) => {
+                // SAFETY: kill(2) of our own unreaped child (its pid is still its own).
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                reap_strays();
+                return Err(e);
+            }
+        };
+        let cgroup = match cgroup {
+            Some(name) => crate::cgroups::Cgroup::open(&name)?,
+            None => None,
+        };
+        let (outputs, stdin_w) = match pty {
+            Some(master) => (vec![(master, "stdout", Lines::default())], None),
+            None => (vec![(out, "stdout", Lines::default()), (err, "stderr", Lines::default())], stdin_w),
+        };
         for (fd, _, _) in &outputs {
             nonblocking(fd);
         }
-        self.running = Some(Running { child, cgroup: started.cgroup, outputs, _stdin: stdin.map(|p| p.1), since: Instant::now() });
-        // The start path (spec, seccomp program, cgroup layout) is done with:
-        // hand its heap back, the monitor idles on a few kilobytes.
-        drop(spec);
+        self.running = Some(Running { child, cgroup, outputs, _stdin: stdin_w, since: Instant::now() });
+        // The start's buffers are done with: the monitor idles on a few kilobytes.
         // SAFETY: malloc_trim only releases free heap pages.
         unsafe { libc::malloc_trim(0) };
-        let started_at = self.c.record.started_at.clone();
+        let started_at = self.c.read_run_state().map(|s| s.started_at);
         self.c.update(|r| {
             r.state = Status::Running;
-            r.started_at = started_at;
+            r.started_at = started_at.or(r.started_at.take());
             r.error = None;
             if first {
                 r.manually_stopped = false;

@@ -9,7 +9,7 @@
 //! no handler for a signal ignores it: that is the kernel's rule for init.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
@@ -61,7 +61,8 @@ pub fn start(plan: &Plan, outside: impl FnOnce(i32) -> Result<()>) -> Result<std
     let linux = plan.spec.linux().clone().unwrap_or_default();
     let flags = namespaces::clone_flags(linux.namespaces().as_deref().unwrap_or_default())?;
     namespaces::explain_clone(flags);
-    spawn(flags, |chan| init::run(plan, chan), outside)
+    let adopt = if plan.clone_parent { libc::CLONE_PARENT } else { 0 };
+    spawn(flags | adopt, |chan| init::run(plan, chan), outside)
 }
 
 /// Clone a child into the new namespaces of `flags` (0: none), run
@@ -107,8 +108,9 @@ pub fn spawn(flags: i32, child_main: impl FnOnce(Channel), outside: impl FnOnce(
             }
             Ok(None) if exec_sent => return Ok(Ok(child)),
             Ok(None) => {
-                let status = child.wait_status().map(describe_status).unwrap_or_else(|e| e.to_string());
-                return Ok(Err(StartFailure { message: format!("the container's init died before starting the command ({status})"), code: 125 }));
+                // (Cloned with CLONE_PARENT, it is not ours to reap: no status.)
+                let status = child.wait_status().map(|s| format!(" ({})", describe_status(s))).unwrap_or_default();
+                return Ok(Err(StartFailure { message: format!("the container's init died before starting the command{status}"), code: 125 }));
             }
             Err(e) => {
                 child.kill(libc::SIGKILL);
@@ -128,6 +130,20 @@ fn describe_status(code: i32) -> String {
 }
 
 impl Child {
+    /// Take over a process that was born our child although another
+    /// process cloned it (`CLONE_PARENT`, see [`super::starter`]). Until we
+    /// reap it its pid cannot be reused, so the pidfd is its own.
+    pub fn adopt(pid: i32, pty: Option<OwnedFd>) -> Result<Child> {
+        // SAFETY: pidfd_open with integer arguments.
+        let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if raw < 0 {
+            return Err(Error::io("pidfd_open", format!("container process {pid}"), std::io::Error::last_os_error()));
+        }
+        // SAFETY: a fresh pidfd that we own.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
+        Ok(Child { pid, pidfd, pty, user: None, exe: String::new() })
+    }
+
     pub fn pidfd(&self) -> BorrowedFd<'_> {
         self.pidfd.as_fd()
     }

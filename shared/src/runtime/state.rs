@@ -45,7 +45,7 @@
 //! shown as running, and the monitor still records its exit.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::OnceLock;
 
 use super::container::{now_rfc3339, Container, RunState, Status};
@@ -56,15 +56,19 @@ use crate::object::ContainerObject;
 /// The directory holding every store's run-time state.
 pub const RUN_ROOT: &str = "/run/ci";
 
-static MONITOR: AtomicBool = AtomicBool::new(false);
+/// The pid of the monitor this process starts a container for (0: none).
+static MONITOR: AtomicI32 = AtomicI32::new(0);
 
-/// Mark this process as a container monitor (recorded in state.json).
-pub fn set_monitor() {
-    MONITOR.store(true, Ordering::Relaxed);
+/// This process starts a container on behalf of the monitor `pid` (its
+/// parent, see [`super::starter`]): the monitor is recorded as the owner in
+/// state.json, since it is the one that will record the exit.
+pub fn set_monitor(pid: i32) {
+    MONITOR.store(pid, Ordering::Relaxed);
 }
 
-pub fn is_monitor() -> bool {
-    MONITOR.load(Ordering::Relaxed)
+/// The monitor this process starts a container for, if any.
+pub fn monitor() -> Option<i32> {
+    Some(MONITOR.load(Ordering::Relaxed)).filter(|p| *p > 0)
 }
 
 /// This boot's id.

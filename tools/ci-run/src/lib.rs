@@ -169,8 +169,9 @@ pub fn verb_first(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> 
 }
 
 pub fn main() {
-    // A container's monitor is this same binary, started by -d and start.
-    if let Some(code) = ci_core::runtime::monitor::main_if_asked() {
+    // A detached container's monitor (ci-monitor) starts it through this
+    // binary: `ci-run __start ROOT ID` (see runtime::starter).
+    if let Some(code) = ci_core::runtime::starter::main_if_asked() {
         std::process::exit(code);
     }
     let cli = Cli::parse_from(verb_first(std::env::args_os().collect()));
