@@ -354,6 +354,53 @@ fn add_archives_and_urls() {
     assert_clean(&root);
 }
 
+/// An HTTPS server for ADD: `openssl s_server -WWW` serving `dir`, killed on drop.
+struct HttpsServer(std::process::Child);
+
+impl Drop for HttpsServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn add_https_urls_verify_the_server() {
+    let Some(root) = setup("building images") else { return };
+    if std::process::Command::new("openssl").arg("version").output().is_err() {
+        ci_tests::skip("openssl is not installed (apt-get install openssl)");
+        return;
+    }
+    let tls = root.path().join("tls");
+    std::fs::create_dir(&tls).unwrap();
+    ci_tests::registry::make_certs(&tls);
+    std::fs::write(tls.join("hello.txt"), "over tls\n").unwrap();
+    let port = ci_tests::registry::free_port();
+    let child = std::process::Command::new("openssl")
+        .args(["s_server", "-quiet", "-WWW", "-accept", &format!("127.0.0.1:{port}"), "-cert", "server.crt", "-key", "server.key"])
+        .current_dir(&tls)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _server = HttpsServer(child);
+    let up = (0..200).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(25));
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(up, "openssl s_server did not start");
+    let ctx = context(&root, "https", &[("Dockerfile", &format!("FROM bb:1\nADD https://127.0.0.1:{port}/hello.txt /hello.txt\n"))]);
+    // A server whose CA is not trusted is refused, with the way out.
+    let out = build_env(&root, &ctx, &["-t", "tls:1"], &[("SSL_CERT_FILE", "/dev/null")]);
+    assert!(!out.ok && out.stderr.contains("SSL_CERT_FILE"), "{}", out.stderr);
+    // Trusting its CA, the file is downloaded.
+    let ca = tls.join("ca.crt");
+    let out = build_env(&root, &ctx, &["-t", "tls:1"], &[("SSL_CERT_FILE", ca.to_str().unwrap())]);
+    assert!(out.ok, "{}", out.stderr);
+    assert_eq!(read(rootfs(&root, "tls:1").path(), "hello.txt"), "over tls\n");
+    assert_clean(&root);
+}
+
 #[test]
 fn context_and_dockerfile_from_stdin() {
     let Some(root) = setup("building images") else { return };

@@ -5,15 +5,15 @@
 //!   archive is hostile: it goes through the layer extractor, rooted at
 //!   DEST (docker chroots there too), so no entry lands outside it
 //!   (CVE-2020-10696). Owners and modes come from the archive.
-//! - A URL (`http://`) is downloaded into DEST (DEST/NAME when DEST ends
+//! - A URL (`http://` or `https://`) is downloaded into DEST (DEST/NAME when DEST ends
 //!   with `/`, NAME being the URL's last path component), mode 0600,
 //!   never extracted. `--checksum=sha256:…` is checked, and makes the
 //!   step's cache key known without downloading.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
+use std::time::Duration;
 
 use crate::compression::Compression;
 use crate::digest::{Digest, HashingWriter};
@@ -82,97 +82,52 @@ pub struct Downloaded {
     pub mtime: Option<i64>,
 }
 
-/// Download `url` into `out` (http only: this build has no TLS), following
-/// up to five redirects, verifying `checksum` if given.
+/// Download `url` (http or https) into `out` with the HTTP client ci-push
+/// and ci-pull use (ureq over rustls; the system's CA bundle or
+/// `$SSL_CERT_FILE`, plus `/etc/docker/certs.d/HOST/`), following up to
+/// five redirects, verifying `checksum` if given.
 pub fn download(url: &str, out: &Path, checksum: Option<&Digest>) -> Result<Downloaded> {
-    let mut url = url.to_string();
-    for _ in 0..6 {
-        if url.starts_with("https://") {
-            return Err(Error::Unsupported(format!("ADD {url}: https URLs are not supported by this ci-build (no TLS client); use http, or download the file into the context")));
-        }
-        let rest = url.strip_prefix("http://").ok_or_else(|| Error::invalid(format!("ADD {url}: not an http URL")))?;
-        let (hostport, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        let path = path.split('#').next().unwrap_or("/");
-        let addr = if hostport.contains(':') { hostport.to_string() } else { format!("{hostport}:80") };
-        let fail = |e: std::io::Error| Error::io("download", url.clone(), e);
-        let mut s = TcpStream::connect(&addr).map_err(fail)?;
-        s.set_read_timeout(Some(std::time::Duration::from_secs(60))).map_err(fail)?;
-        write!(s, "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nUser-Agent: ci-build\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n").map_err(fail)?;
-        let mut r = BufReader::new(s);
-        let mut status = String::new();
-        r.read_line(&mut status).map_err(fail)?;
-        let code: u16 = status.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| {
-            Error::invalid(format!("ADD {url}: the server did not answer HTTP ({:?})", status.trim()))
-        })?;
-        let mut headers = Vec::new();
-        loop {
-            let mut l = String::new();
-            if r.read_line(&mut l).map_err(fail)? == 0 || l == "\r\n" || l == "\n" {
-                break;
-            }
-            if let Some((k, v)) = l.split_once(':') {
-                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-            }
-            if headers.len() > 200 {
-                return Err(Error::invalid(format!("ADD {url}: too many response headers")));
-            }
-        }
-        let header = |k: &str| headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-        if (300..400).contains(&code) {
-            let loc = header("location").ok_or_else(|| Error::invalid(format!("ADD {url}: redirect ({code}) without a Location")))?;
-            url = if loc.starts_with("http://") || loc.starts_with("https://") {
-                loc
-            } else if loc.starts_with('/') {
-                format!("http://{hostport}{loc}")
-            } else {
-                format!("http://{hostport}/{loc}")
-            };
-            continue;
-        }
-        if code != 200 {
-            return Err(Error::invalid(format!("ADD {url}: the server answered {}", status.trim())));
-        }
-        let file = std::fs::OpenOptions::new().write(true).create_new(true).open(out).ctx("create", out)?;
-        let mut w = HashingWriter::new(std::io::BufWriter::new(file), crate::digest::Algorithm::Sha256);
-        let chunked = header("transfer-encoding").is_some_and(|t| t.to_ascii_lowercase().contains("chunked"));
-        if chunked {
-            loop {
-                let mut l = String::new();
-                r.read_line(&mut l).map_err(fail)?;
-                let n = u64::from_str_radix(l.trim().split(';').next().unwrap_or(""), 16)
-                    .map_err(|_| Error::invalid(format!("ADD {url}: malformed chunked body")))?;
-                if n == 0 {
-                    break;
-                }
-                let copied = std::io::copy(&mut (&mut r).take(n), &mut w).map_err(fail)?;
-                if copied != n {
-                    return Err(Error::invalid(format!("ADD {url}: the body ended early")));
-                }
-                let mut crlf = String::new();
-                r.read_line(&mut crlf).map_err(fail)?;
-            }
-        } else if let Some(len) = header("content-length").and_then(|l| l.parse::<u64>().ok()) {
-            let copied = std::io::copy(&mut (&mut r).take(len), &mut w).map_err(fail)?;
-            if copied != len {
-                return Err(Error::invalid(format!("ADD {url}: the body ended after {copied} of {len} bytes")));
-            }
-        } else {
-            std::io::copy(&mut r, &mut w).map_err(fail)?;
-        }
-        let (buf, digest, size) = w.finish();
-        buf.into_inner().map_err(|e| Error::io("write", out, e.into_error()))?;
-        if let Some(want) = checksum {
-            if want != &digest {
-                return Err(Error::invalid(format!("ADD {url}: the content's digest is {digest}, but --checksum says {want}")));
-            }
-        }
-        let mtime = header("last-modified").and_then(|d| parse_http_date(&d));
-        return Ok(Downloaded { digest, size, mtime });
+    let host = url.split_once("://").map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or("")).unwrap_or("");
+    if host.is_empty() {
+        return Err(Error::invalid(format!("ADD {url}: the URL names no host")));
     }
-    Err(Error::invalid(format!("ADD {url}: too many redirects")))
+    let agent = ureq::Agent::config_builder()
+        .tls_config(crate::distribution::tls::config_for(host, None, false)?)
+        .http_status_as_error(false)
+        .max_redirects(5)
+        .timeout_connect(Some(Duration::from_secs(30)))
+        .timeout_recv_response(Some(Duration::from_secs(60)))
+        .user_agent("ci-build")
+        .build()
+        .new_agent();
+    let resp = agent.get(url).header("Accept-Encoding", "identity").call().map_err(|e| {
+        let untrusted = crate::distribution::client::is_certificate_error(&e);
+        let err = Error::io("download", url, std::io::Error::other(e.to_string()));
+        match untrusted {
+            true => err.hint(format!("the server's certificate is not trusted: if a private CA signed it, name the CA bundle in $SSL_CERT_FILE or put it in /etc/docker/certs.d/{host}/ca.crt")),
+            false => err,
+        }
+    })?;
+    let status = resp.status();
+    if status.is_redirection() {
+        return Err(Error::invalid(format!("ADD {url}: too many redirects")));
+    }
+    if status != ureq::http::StatusCode::OK {
+        return Err(Error::invalid(format!("ADD {url}: the server answered {status}")));
+    }
+    let mtime = resp.headers().get("last-modified").and_then(|v| v.to_str().ok()).and_then(parse_http_date);
+    let file = std::fs::OpenOptions::new().write(true).create_new(true).open(out).ctx("create", out)?;
+    let mut w = HashingWriter::new(std::io::BufWriter::new(file), crate::digest::Algorithm::Sha256);
+    // A body shorter than its Content-Length is an error, not a short file.
+    std::io::copy(&mut resp.into_body().into_reader(), &mut w).map_err(|e| Error::io("download", url, e))?;
+    let (buf, digest, size) = w.finish();
+    buf.into_inner().map_err(|e| Error::io("write", out, e.into_error()))?;
+    if let Some(want) = checksum {
+        if want != &digest {
+            return Err(Error::invalid(format!("ADD {url}: the content's digest is {digest}, but --checksum says {want}")));
+        }
+    }
+    Ok(Downloaded { digest, size, mtime })
 }
 
 /// `Sun, 06 Nov 1994 08:49:37 GMT` (RFC 7231's preferred date format).
@@ -184,6 +139,7 @@ fn parse_http_date(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     #[test]
     fn names_and_dates() {

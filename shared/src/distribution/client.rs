@@ -441,7 +441,7 @@ fn tls_error(e: &ureq::Error) -> Option<&rustls::Error> {
 }
 
 /// Whether a connection failed because the server's certificate is not trusted.
-fn is_certificate_error(e: &ureq::Error) -> bool {
+pub(crate) fn is_certificate_error(e: &ureq::Error) -> bool {
     matches!(tls_error(e), Some(rustls::Error::InvalidCertificate(_)) | Some(rustls::Error::NoCertificatesPresented))
 }
 

@@ -43,8 +43,9 @@ fn run(cmd: &mut Command) {
     assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// A CA and a server certificate for 127.0.0.1 and localhost, signed by it.
-fn make_certs(dir: &Path) -> PathBuf {
+/// A CA (`ca.crt`) and a server certificate (`server.crt`, `server.key`) for
+/// 127.0.0.1 and localhost, signed by it, in `dir`; returns `dir/certs.d`.
+pub fn make_certs(dir: &Path) -> PathBuf {
     let o = |args: &[&str]| run(Command::new("openssl").args(args).current_dir(dir));
     o(&["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=ci test CA", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
     o(&["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
