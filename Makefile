@@ -10,12 +10,17 @@ PREFIX  ?= /usr/local
 # The demo uses its own store so it never touches /var/lib/ci.
 DEMO_ROOT ?= /tmp/ci-demo
 BIN     := target/release
+# rustup installs cargo here; on PATH for every recipe, so a toolchain
+# installed by the `rust` target is used by the recipes that follow.
+export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 # Debian packages: busybox-static is the base of every image made here
 # (no image can be pulled from the internet); the rest are the real
 # readers, registry and tools the tests check our output against.
-DEMO_PACKAGES := busybox-static gcc make tar
-TEST_PACKAGES := $(DEMO_PACKAGES) skopeo umoci oci-image-tool docker-registry apache2-utils openssl iproute2 xz-utils zstd
+DEMO_PACKAGES := busybox-static gcc make tar curl ca-certificates
+# podman (with runc: crun refuses this machine's hybrid cgroups) runs our images
+# from the store; strace proves what exec does not run; python3 serves files.
+TEST_PACKAGES := $(DEMO_PACKAGES) skopeo umoci oci-image-tool docker-registry apache2-utils openssl iproute2 xz-utils zstd podman runc strace python3
 
 .PHONY: demo test build deps-demo deps-test rust man install clean-demo
 

@@ -486,7 +486,15 @@ fn real_tools_read_the_image() {
         let link = Link(std::path::PathBuf::from(format!("/tmp/ci-build-test-{}-{nanos}", std::process::id())));
         std::os::unix::fs::symlink(&layout, &link.0).unwrap();
         let layout = link.0.clone();
+        // podman's defaults ask for rlimits this sandbox cannot grant
+        // (../shared/PEERS.md), and its default runtime (crun) refuses the
+        // hybrid cgroup layout: a containers.conf of the test's own, and runc.
+        let conf = root.path().join("podman/containers.conf");
+        std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
+        std::fs::write(&conf, "[containers]\ndefault_ulimits = []\n").unwrap();
         let o = std::process::Command::new("podman")
+            .env("CONTAINERS_CONF", &conf)
+            .args(["--runtime", "runc"])
             .arg("--root")
             .arg(root.path().join("podman/root"))
             .arg("--runroot")

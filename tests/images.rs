@@ -94,6 +94,46 @@ fn pipes_take_images_from_stdin() {
 }
 
 #[test]
+fn history_digests_root_flag_and_exit_codes() {
+    let root = TestRoot::new();
+    let a = root.cmd("ci-build").args(["import", "-t", "a:1", "-"]).write_stdin(tiny_tar("a")).assert().success();
+    let obj = a.get_output().stdout.clone();
+    root.cmd("ci-build").args(["import", "-t", "b:1", "-"]).write_stdin(tiny_tar("b")).assert().success();
+    // history - takes the image object from stdin; two objects are refused.
+    let h = root.cmd("ci-build").args(["history", "-"]).write_stdin(obj.clone()).assert().success();
+    assert_eq!(json_lines(&h.get_output().stdout).len(), 1);
+    let two = [obj.clone(), obj.clone()].concat();
+    let out = root.cmd("ci-build").args(["history", "-"]).write_stdin(two).assert().code(2);
+    assert!(String::from_utf8_lossy(&out.get_output().stderr).contains("stdin held 2 image objects; history takes one image"));
+
+    // name@digest names that repository's manifest, not another's with the same digest.
+    let inspect = root.cmd("ci-build").args(["inspect", "a:1"]).assert().success();
+    let digest = json_lines(&inspect.get_output().stdout)[0]["digest"].as_str().unwrap().to_string();
+    root.cmd("ci-build").args(["inspect", &format!("a@{digest}")]).assert().success();
+    let out = root.cmd("ci-build").args(["inspect", &format!("b@{digest}")]).assert().code(1);
+    assert!(String::from_utf8_lossy(&out.get_output().stderr).contains("no such image"));
+
+    // rm: a malformed name is a usage error (2); a missing image a failure (1), whatever comes first.
+    root.cmd("ci-build").args(["rm", "Bad:Name"]).assert().code(2);
+    root.cmd("ci-build").args(["rm", "Bad:Name", "nosuch:1"]).assert().code(1);
+    root.cmd("ci-build").args(["rm", "nosuch:1", "Bad:Name"]).assert().code(1);
+
+    // --root on the command line beats $CIROOT.
+    let other = TestRoot::new();
+    root.cmd("ci-build").arg("--root").arg(other.path()).args(["import", "-t", "elsewhere:1", "-"]).write_stdin(tiny_tar("c")).assert().success();
+    assert!(ls(&root).iter().all(|i| i["tags"] != serde_json::json!(["elsewhere:1"])));
+    assert_eq!(ls(&other).len(), 1);
+
+    // On a terminal (forced here with --format table) ls prints aligned columns.
+    let t = root.cmd("ci-build").args(["ls", "--format", "table"]).assert().success();
+    let text = String::from_utf8_lossy(&t.get_output().stdout).to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("REPOSITORY") && lines.len() == 3, "{text}");
+    let col = lines[0].find("TAG").unwrap();
+    assert!(lines[1..].iter().all(|l| l.as_bytes()[col - 1] == b' ' && l.as_bytes()[col] != b' '), "TAG column not aligned:\n{text}");
+}
+
+#[test]
 fn dangling_images_and_prune() {
     let root = TestRoot::new();
     root.cmd("ci-build").args(["import", "-t", "x:1", "-"]).write_stdin(tiny_tar("one")).assert().success();

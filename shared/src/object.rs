@@ -528,6 +528,19 @@ pub fn expand_stdin(args: &[String], kind: &str) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// The one resource a verb acts on: `arg` itself, or the one object on
+/// stdin when `arg` is `-` (none or several is a usage error naming `verb`).
+pub fn expand_one(arg: &str, kind: &str, verb: &str) -> Result<String> {
+    let mut names = expand_stdin(&[arg.to_string()], kind)?;
+    match names.len() {
+        1 => Ok(names.remove(0)),
+        n => Err(Error::invalid(format!(
+            "stdin held {n} {kind} object{}; {verb} takes one {kind}",
+            if n == 1 { "" } else { "s" }
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -173,10 +173,13 @@ fn resolve_in<'a>(images: &'a [Image], name: &str) -> Result<&'a Image> {
             return by_digest(&d).ok_or_else(|| Error::not_found("image", name));
         }
         Ok(AnyReference::Named(r)) => {
+            // `name@sha256:…` names the manifest of that repository (a tag
+            // beside the digest is ignored, as docker does): another
+            // repository's image with that digest is not it.
             if let Some(d) = r.digest() {
                 return images
                     .iter()
-                    .find(|i| &i.manifest_digest == d && (r.tag().is_none() || i.refs.iter().any(|x| x.name() == r.name())))
+                    .find(|i| &i.manifest_digest == d && i.refs.iter().any(|x| x.name() == r.name()))
                     .ok_or_else(|| Error::not_found("image", name));
             }
             let r = r.with_default_tag();

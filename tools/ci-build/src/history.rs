@@ -1,18 +1,19 @@
 use ci_core::cli::GlobalOpts;
 use ci_core::image::{self, HistoryEntry};
-use ci_core::object::{ago, emit_json_lines, emit_table, human_size, Tabular};
+use ci_core::object::{ago, emit_json_lines, emit_table, expand_one, human_size, Tabular};
 use ci_core::Result;
 
 /// Show how an image was made, one step per line, newest first
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   ci-build history app:1
-  ci-build history --no-trunc --format json app:1")]
+  ci-build history --no-trunc --format json app:1
+  ci-build import rootfs.tar | ci-build history -")]
 pub struct Args {
     /// Do not shorten the CREATED BY column
     #[arg(long)]
     no_trunc: bool,
-    /// The image (reference, id or id prefix)
+    /// The image (reference, id or id prefix; - reads one image object from stdin)
     #[arg(value_name = "IMAGE")]
     image: String,
 }
@@ -41,7 +42,7 @@ impl Tabular for Row<'_> {
 
 pub fn run(g: &GlobalOpts, a: Args) -> Result<i32> {
     let store = g.store()?;
-    let img = image::resolve(&store, &a.image)?;
+    let img = image::resolve(&store, &expand_one(&a.image, "image", "history")?)?;
     let entries = image::history(&img)?;
     let out = &mut std::io::stdout().lock();
     if g.json() {

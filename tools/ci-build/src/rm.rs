@@ -3,6 +3,7 @@ use std::io::Write;
 use ci_core::cli::GlobalOpts;
 use ci_core::image;
 use ci_core::object::{emit_json, expand_stdin};
+use ci_core::error::ExitClass;
 use ci_core::Result;
 
 /// Remove images (untag a name; delete an image and the blobs only it used)
@@ -28,7 +29,9 @@ pub fn run(g: &GlobalOpts, a: Args) -> Result<i32> {
     let store = g.store()?;
     let names = expand_stdin(&a.images, "image")?;
     let out = &mut std::io::stdout().lock();
-    let mut failed = None;
+    // The exit status of the worst failure: 1 if any removal failed, 2 if
+    // every failure was a usage error (a malformed name, an ambiguous prefix).
+    let mut status = 0;
     for n in &names {
         match image::remove(&store, n, a.force) {
             Ok(r) if g.json() => emit_json(out, &r)?,
@@ -43,12 +46,12 @@ pub fn run(g: &GlobalOpts, a: Args) -> Result<i32> {
             // Like docker: go on with the others, report each failure, fail at the end.
             Err(e) => {
                 eprintln!("ci-build: error: {e}");
-                failed = Some(e);
+                status = match (e.exit_class(), status) {
+                    (ExitClass::Usage, 0 | 2) => 2,
+                    _ => 1,
+                };
             }
         }
     }
-    match failed {
-        Some(_) => Ok(1),
-        None => Ok(0),
-    }
+    Ok(status)
 }

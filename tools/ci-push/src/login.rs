@@ -8,6 +8,10 @@ use ci_core::{Error, Result};
 
 /// Log in to a registry: check the credentials, then keep them in docker's config.json (or its credential helper)
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  ci-push login -u alice localhost:5000               asks for the password on a terminal
+  echo \"$TOKEN\" | ci-push login -u ci --password-stdin registry.example:5000
+  DOCKER_CONFIG=/tmp/cfg ci-push login -u bob --password-stdin localhost:5000 < pw.txt")]
 pub struct Args {
     /// User name (asked for on a terminal if not given)
     #[arg(short, long)]

@@ -5,6 +5,9 @@ use ci_core::Result;
 
 /// Forget the credentials of a registry (in config.json and its credential helper)
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  ci-push logout localhost:5000
+  ci-push logout registry.example:5000 | jq .removed")]
 pub struct Args {
     /// The registry: HOST[:PORT]
     #[arg(value_name = "REGISTRY")]
