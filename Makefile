@@ -19,8 +19,9 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 # readers, registry and tools the tests check our output against.
 DEMO_PACKAGES := busybox-static gcc make tar curl ca-certificates
 # podman (with runc: crun refuses this machine's hybrid cgroups) runs our images
-# from the store; strace proves what exec does not run; python3 serves files.
-TEST_PACKAGES := $(DEMO_PACKAGES) skopeo umoci oci-image-tool docker-registry apache2-utils openssl iproute2 xz-utils zstd podman runc strace python3
+# from the store; strace proves what exec does not run; python3 serves files;
+# qemu and a Debian kernel boot a cgroup-v2-only VM (tests/cgroup_v2_vm.rs).
+TEST_PACKAGES := $(DEMO_PACKAGES) skopeo umoci oci-image-tool docker-registry apache2-utils openssl iproute2 xz-utils zstd podman runc strace python3 qemu-system-x86 linux-image-amd64
 
 .PHONY: demo test build deps-demo deps-test rust man install clean-demo
 

@@ -3,8 +3,8 @@
 #   -d return time, `exec … true` latency, `ps` with 100 containers,
 #   and the memory of the per-container monitor (ci-monitor) vs conmon (podman's).
 # Usage (as root, after `cargo build --release`): scripts/bench-lifecycle.sh [ROOTFS.tar]
-# Needs hyperfine and podman (with default_ulimits = [] in /etc/containers/containers.conf,
-# see ../shared/PEERS.md). Uses private stores under $WORK and removes them at the end.
+# Needs hyperfine and podman (made to run here by scripts/peers.sh, see
+# ../shared/PEERS.md). Uses private stores under $WORK and removes them at the end.
 set -eu
 BIN=${BIN:-$(dirname "$0")/../target/release}
 WORK=${WORK:-/tmp/ci-bench-lifecycle}
@@ -13,6 +13,9 @@ export CIROOT=$WORK/ci
 P="podman --root $WORK/podman --runroot $WORK/podman-run --cgroup-manager cgroupfs --events-backend file"
 CI="$BIN/ci-run"
 mkdir -p "$WORK"
+. "$(dirname "$0")/peers.sh"
+peers_setup "$WORK"
+hugetlb_for_crun
 TAR=${1:-}
 if [ -z "$TAR" ]; then
   # A busybox rootfs: the host's static busybox and its applets.
@@ -28,7 +31,7 @@ cleanup() {
   "$CI" ps -aq --no-trunc | xargs -r "$CI" rm -f >/dev/null 2>&1 || true
   $P rm -af -t 0 >/dev/null 2>&1 || true
 }
-trap 'cleanup; $P rmi -af >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
+trap 'cleanup; $P rmi -af >/dev/null 2>&1 || true; rm -rf "$WORK"; peers_teardown' EXIT
 
 echo "== run -d (until the container runs and the tool returns)"
 hyperfine -N -w 3 -r "$RUNS" --export-json $WORK/d.json \
