@@ -4,6 +4,8 @@
 
 mod build_common;
 use build_common::*;
+#[allow(dead_code, unused_imports)]
+mod lifecycle_common;
 
 fn setup(what: &str) -> Option<TestRoot> {
     if !privileged(what) {
@@ -505,26 +507,87 @@ fn real_tools_read_the_image() {
 #[test]
 fn entrypoint_and_cmd_run_through_ci_run() {
     let Some(root) = setup("building images") else { return };
-    // docker's table: ENTRYPOINT/CMD in exec and shell form.
-    let cases: &[(&str, &str)] = &[
-        ("CMD [\"echo\", \"exec-cmd\"]", "exec-cmd"),
-        ("CMD echo shell-cmd $HOME", "shell-cmd /root"),
-        ("ENTRYPOINT [\"echo\", \"ep\"]\nCMD [\"arg\"]", "ep arg"),
-        ("ENTRYPOINT echo shell-ep\nCMD [\"ignored\"]", "shell-ep"),
+    // docker's table (the Dockerfile reference, "Understand how CMD and
+    // ENTRYPOINT interact"), then what the ci-run command line changes:
+    // (Dockerfile lines, ci-run flags, arguments after the image, stdout).
+    let cases: &[(&str, &[&str], &[&str], &str)] = &[
+        ("CMD [\"echo\", \"exec-cmd\"]", &[], &[], "exec-cmd"),
+        ("CMD echo shell-cmd $HOME", &[], &[], "shell-cmd /root"),
+        ("ENTRYPOINT [\"echo\", \"ep\"]\nCMD [\"arg\"]", &[], &[], "ep arg"),
+        ("ENTRYPOINT echo shell-ep\nCMD [\"ignored\"]", &[], &[], "shell-ep"),
+        // An exec ENTRYPOINT gets a shell-form CMD as `/bin/sh -c CMD` arguments.
+        ("ENTRYPOINT [\"echo\", \"ep\"]\nCMD echo shell-cmd", &[], &[], "ep /bin/sh -c echo shell-cmd"),
+        ("ENTRYPOINT [\"echo\", \"ep-alone\"]", &[], &[], "ep-alone"),
+        ("ENTRYPOINT echo shell-ep-alone $HOME", &[], &[], "shell-ep-alone /root"),
+        ("ENTRYPOINT echo shell-ep\nCMD echo shell-cmd", &[], &[], "shell-ep"),
+        // Arguments on the command line replace CMD...
+        ("CMD [\"echo\", \"default\"]", &[], &["echo", "overridden"], "overridden"),
+        ("ENTRYPOINT [\"echo\", \"ep\"]\nCMD [\"default\"]", &[], &["given"], "ep given"),
+        // ...or follow an ENTRYPOINT that has no CMD...
+        ("ENTRYPOINT [\"echo\", \"ep\"]", &[], &["a", "b"], "ep a b"),
+        // ...and a shell-form ENTRYPOINT ignores them.
+        ("ENTRYPOINT echo shell-ep", &[], &["ignored"], "shell-ep"),
+        // --entrypoint replaces ENTRYPOINT and drops the image's CMD; "" clears it and keeps CMD.
+        ("ENTRYPOINT [\"echo\", \"ep\"]\nCMD [\"default\"]", &["--entrypoint", "echo"], &["replaced"], "replaced"),
+        ("ENTRYPOINT [\"echo\", \"ep\"]\nCMD [\"default\"]", &["--entrypoint", "echo"], &[], ""),
+        ("ENTRYPOINT [\"false\"]\nCMD [\"echo\", \"cmd-only\"]", &["--entrypoint", ""], &[], "cmd-only"),
     ];
-    for (i, (lines, want)) in cases.iter().enumerate() {
+    for (i, (lines, flags, args, want)) in cases.iter().enumerate() {
         let ctx = context(&root, &format!("ep{i}"), &[("Dockerfile", &format!("FROM bb:1\n{lines}\n"))]);
         let tag = format!("ep:{i}");
         let id = build_ok(&root, &ctx, &["-t", &tag]).id();
-        let out = root.cmd("ci-run").args(["--rm", &id]).output().unwrap();
+        let out = root.cmd("ci-run").arg("--rm").args(*flags).arg(&id).args(*args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
-        if err.contains("not in this build yet") {
-            skip("ci-run cannot run images from the store yet (layer cache not wired into ci-run)");
-            return;
-        }
-        assert!(out.status.success(), "{lines}: {err}");
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), *want, "{lines}");
+        assert!(out.status.success(), "{lines} / {flags:?} {args:?}: {err}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim_end_matches('\n'), *want, "{lines} / {flags:?} {args:?}");
     }
+    // Neither ENTRYPOINT nor CMD (the base has none), and no command given: an error.
+    let ctx = context(&root, "ep-none", &[("Dockerfile", "FROM bb:1\nLABEL nothing=to-run\n")]);
+    let id = build_ok(&root, &ctx, &["-t", "ep:none"]).id();
+    let out = root.cmd("ci-run").args(["--rm", &id]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no command specified"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_clean(&root);
+}
+
+/// `ci-build -q -t REF CTX | ci-run FLAGS -`, through a real pipe: both
+/// statuses, and what ci-run printed.
+fn build_into_run(lab: &lifecycle_common::Lab, ctx: &std::path::Path, tag: &str, run_flags: &[&str]) -> String {
+    use std::process::Stdio;
+    let mut b = lab.tool("ci-build").args(["-q", "-t", tag]).arg(ctx).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let pipe = b.stdout.take().unwrap();
+    let r = lab.tool("ci-run").args(run_flags).arg("-").stdin(Stdio::from(pipe)).output().unwrap();
+    let bo = b.wait_with_output().unwrap();
+    assert!(bo.status.success(), "ci-build: {}", String::from_utf8_lossy(&bo.stderr));
+    assert!(bo.stderr.is_empty(), "-q prints no progress: {}", String::from_utf8_lossy(&bo.stderr));
+    assert!(r.status.success(), "ci-run {run_flags:?} -: {}", String::from_utf8_lossy(&r.stderr));
+    String::from_utf8_lossy(&r.stdout).into_owned()
+}
+
+#[test]
+fn build_piped_into_ci_run() {
+    // The pipes the --help examples show: ci-build's image object is ci-run's image.
+    let Some(lab) = lifecycle_common::Lab::new("building and running images") else { return };
+    let web = context(
+        &lab.root,
+        "pipe-web",
+        &[("Dockerfile", "FROM bb:1\nCOPY page /page\nCMD [\"sh\", \"-c\", \"cat /page; exec sleep 1000\"]\n"), ("page", "served\n")],
+    );
+    let out = build_into_run(&lab, &web, "web", &["-d"]);
+    let v = json_lines(out.as_bytes());
+    assert_eq!(v.len(), 1, "-d prints one container object: {out}");
+    assert_eq!((v[0]["kind"].as_str(), v[0]["state"].as_str()), (Some("container"), Some("running")), "{out}");
+    let id = v[0]["id"].as_str().unwrap().to_string();
+    let inspected = lab.tool("ci-build").args(["inspect", "web"]).output().unwrap();
+    let built: serde_json::Value = serde_json::from_slice(&inspected.stdout).unwrap();
+    assert_eq!(v[0]["image_id"], built["id"], "the container runs the image just built: {out}");
+    lifecycle_common::wait_until("the container's output", || lab.log(&id).contains("served"));
+    lab.ok(&["stop", "-t", "1", &id]);
+    lab.ok(&["rm", &id]);
+    // --rm: it runs in the foreground, its output is ci-run's, and it is gone after.
+    let once = context(&lab.root, "pipe-once", &[("Dockerfile", "FROM bb:1\nCOPY msg /msg\nCMD [\"cat\", \"/msg\"]\n"), ("msg", "ran once\n")]);
+    assert_eq!(build_into_run(&lab, &once, "once", &["--rm"]), "ran once\n");
+    assert!(lab.ids().is_empty(), "--rm removed it: {:?}", lab.ids());
+    assert_clean(&lab.root);
 }
 
 #[test]
