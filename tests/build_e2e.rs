@@ -707,3 +707,150 @@ fn an_incremental_copy_makes_the_same_layer_as_a_full_one() {
     assert!(!fs.path().join("data/dir/sub1/f4").exists());
     assert_clean(&root);
 }
+
+#[test]
+fn a_stage_based_on_an_earlier_stage_inherits_its_files_and_config() {
+    let Some(root) = setup("building images") else { return };
+    let ctx = context(
+        &root,
+        "from-stage",
+        &[
+            (
+                "Dockerfile",
+                "FROM bb:1 AS base\nENV FROM_BASE=yes\nWORKDIR /srv\nCOPY base.txt .\nLABEL stage=base\nEXPOSE 8080\nCMD [\"cat\", \"base.txt\"]\n\nFROM base AS child\nRUN echo \"$FROM_BASE in $(pwd): $(cat base.txt)\" > child.txt\nLABEL child=1\n\nFROM child\nRUN test -f /srv/child.txt && echo grandchild > /srv/grand.txt\n",
+            ),
+            ("base.txt", "from base"),
+        ],
+    );
+    let out = build_ok(&root, &ctx, &["-t", "fs:1"]);
+    out.assert_steps_end();
+    assert_eq!(out.stderr.matches("COPY base.txt .").count(), 1, "the base stage is built once:\n{}", out.stderr);
+    let fs = rootfs(&root, "fs:1");
+    assert_eq!(read(fs.path(), "srv/base.txt"), "from base");
+    assert_eq!(read(fs.path(), "srv/child.txt"), "yes in /srv: from base\n", "ENV and WORKDIR of the base stage apply to the RUN");
+    assert_eq!(read(fs.path(), "srv/grand.txt"), "grandchild\n");
+    let c = config(&root, "fs:1");
+    let cc = &c["config"];
+    assert!(cc["Env"].as_array().unwrap().iter().any(|e| e == "FROM_BASE=yes"), "{cc}");
+    assert_eq!(cc["WorkingDir"], "/srv");
+    assert_eq!(cc["Labels"]["stage"], "base");
+    assert_eq!(cc["Labels"]["child"], "1");
+    assert!(cc["ExposedPorts"].get("8080/tcp").is_some());
+    assert_eq!(cc["Cmd"], serde_json::json!(["cat", "base.txt"]));
+    // Its layers and history start with the base stage's.
+    build_ok(&root, &ctx, &["--target", "base", "-t", "fs:base"]);
+    let b = config(&root, "fs:base");
+    let (bl, cl) = (b["rootfs"]["diff_ids"].as_array().unwrap(), c["rootfs"]["diff_ids"].as_array().unwrap());
+    assert!(cl.len() == bl.len() + 2 && cl[..bl.len()] == bl[..], "base {bl:?}, final {cl:?}");
+    let (bh, ch) = (b["history"].as_array().unwrap(), c["history"].as_array().unwrap());
+    assert_eq!(ch[..bh.len()], bh[..]);
+    assert_clean(&root);
+}
+
+/// A tar of `pkg/run.sh` (mode 0755).
+fn pkg_tar() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(6);
+    h.set_mode(0o755);
+    h.set_cksum();
+    b.append_data(&mut h, "pkg/run.sh", &b"echo 1"[..]).unwrap();
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn add_local_files_and_archives() {
+    let Some(root) = setup("building images") else { return };
+    let ctx = context(
+        &root,
+        "add-local",
+        &[
+            (
+                "Dockerfile",
+                "FROM bb:1\nADD plain.txt /plain-as-named\nADD plain.txt /into/\nADD --chmod=600 plain.txt /chmodded\nADD pkg.tar /unpacked/\nADD pkg.tar /unpacked-no-slash\nADD fake.tar.gz /fake/\nADD --unpack=false pkg.tar /kept/\n",
+            ),
+            ("plain.txt", "plain\n"),
+            ("fake.tar.gz", "not an archive, whatever its name\n"),
+        ],
+    );
+    std::fs::write(ctx.join("pkg.tar"), pkg_tar()).unwrap();
+    set_old(&ctx.join("pkg.tar"));
+    build_ok(&root, &ctx, &["-t", "addl:1"]);
+    let fs = rootfs(&root, "addl:1");
+    use std::os::unix::fs::MetadataExt;
+    // A plain file is copied as COPY copies it.
+    assert_eq!(read(fs.path(), "plain-as-named"), "plain\n");
+    assert_eq!(read(fs.path(), "into/plain.txt"), "plain\n");
+    assert_eq!(std::fs::metadata(fs.path().join("chmodded")).unwrap().mode() & 0o777, 0o600);
+    // An uncompressed local tar is extracted into the directory (with or without a slash).
+    for d in ["unpacked", "unpacked-no-slash"] {
+        let m = std::fs::metadata(fs.path().join(d).join("pkg/run.sh")).unwrap_or_else(|e| panic!("{d}/pkg/run.sh: {e}"));
+        assert_eq!(m.mode() & 0o777, 0o755);
+        assert_eq!(read(fs.path(), &format!("{d}/pkg/run.sh")), "echo 1");
+        assert!(!fs.path().join(d).join("pkg.tar").exists());
+    }
+    // Archives are told by their content, not their name.
+    assert_eq!(read(fs.path(), "fake/fake.tar.gz"), "not an archive, whatever its name\n");
+    // --unpack=false copies the archive as a file.
+    assert_eq!(std::fs::read(fs.path().join("kept/pkg.tar")).unwrap(), pkg_tar());
+    assert_clean(&root);
+}
+
+#[test]
+fn two_tags_name_the_same_image() {
+    let Some(root) = setup("building images") else { return };
+    let ctx = context(&root, "two-tags", &[("Dockerfile", "FROM bb:1\nLABEL tagged=twice\n")]);
+    let out = build_ok(&root, &ctx, &["-t", "two:a", "-t", "localhost:5000/other/name:b"]);
+    let id = out.id();
+    assert!(out.stderr.contains("as two:a, localhost:5000/other/name:b"), "{}", out.stderr);
+    for t in ["two:a", "localhost:5000/other/name:b"] {
+        let o = root.cmd("ci-build").args(["inspect", t]).output().unwrap();
+        assert!(o.status.success(), "{t}: {}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["id"], id.as_str(), "{t} names the built image");
+    }
+}
+
+#[test]
+fn healthcheck_none_clears_an_inherited_one() {
+    let Some(root) = setup("building images") else { return };
+    let base = context(&root, "hc-base", &[("Dockerfile", "FROM bb:1\nHEALTHCHECK --interval=5s CMD true\n")]);
+    build_ok(&root, &base, &["-t", "hc:base"]);
+    assert_eq!(config(&root, "hc:base")["config"]["Healthcheck"]["Test"], serde_json::json!(["CMD-SHELL", "true"]));
+    let child = context(&root, "hc-child", &[("Dockerfile", "FROM hc:base\nHEALTHCHECK NONE\n")]);
+    build_ok(&root, &child, &["-t", "hc:none"]);
+    // As docker records it: a Test of ["NONE"] overrides the base's check.
+    assert_eq!(config(&root, "hc:none")["config"]["Healthcheck"], serde_json::json!({ "Test": ["NONE"] }));
+    // Inherited when the child says nothing.
+    let keep = context(&root, "hc-keep", &[("Dockerfile", "FROM hc:base\nLABEL x=1\n")]);
+    build_ok(&root, &keep, &["-t", "hc:keep"]);
+    assert_eq!(config(&root, "hc:keep")["config"]["Healthcheck"]["Test"], serde_json::json!(["CMD-SHELL", "true"]));
+}
+
+#[test]
+fn shell_changes_how_the_next_run_runs() {
+    let Some(root) = setup("building images") else { return };
+    let ctx = context(
+        &root,
+        "shell",
+        &[(
+            "Dockerfile",
+            "FROM bb:1\nRUN false; echo default > /default\nSHELL [\"/bin/sh\", \"-ex\", \"-c\"]\nRUN echo traced > /traced\nSHELL [\"/bin/sh\", \"-c\", \"echo \\\"shelled: $1\\\" > /shelled; eval \\\"$1\\\"\", \"wrapper\"]\nRUN echo ran > /ran\nRUN [\"/bin/sh\", \"-c\", \"echo exec-form > /exec\"]\n",
+        )],
+    );
+    let out = build_ok(&root, &ctx, &["-t", "sh:1"]);
+    let fs = rootfs(&root, "sh:1");
+    assert_eq!(read(fs.path(), "default"), "default\n", "the default /bin/sh -c has no -e");
+    assert_eq!(read(fs.path(), "traced"), "traced\n");
+    assert!(out.stderr.contains("+ echo traced"), "-x of the SHELL traces the command:\n{}", out.stderr);
+    assert_eq!(read(fs.path(), "shelled"), "shelled: echo ran > /ran\n", "the command is the SHELL's last argument");
+    assert_eq!(read(fs.path(), "ran"), "ran\n");
+    assert!(!read(fs.path(), "shelled").contains("exec-form"), "an exec-form RUN does not use the SHELL");
+    assert_eq!(read(fs.path(), "exec"), "exec-form\n");
+    assert_eq!(config(&root, "sh:1")["config"]["Shell"][3], "wrapper");
+    // With -e in the SHELL, a failing command stops the RUN.
+    write(&ctx, "Dockerfile", "FROM bb:1\nSHELL [\"/bin/sh\", \"-ec\"]\nRUN false; echo reached-$((1+1))\n");
+    let out = build(&root, &ctx, &["-t", "sh:2"]);
+    assert!(!out.ok && out.stderr.contains("exit status 1") && !out.stderr.contains("reached-2"), "{}", out.stderr);
+    assert_clean(&root);
+}
