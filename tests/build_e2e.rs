@@ -854,3 +854,43 @@ fn shell_changes_how_the_next_run_runs() {
     assert!(!out.ok && out.stderr.contains("exit status 1") && !out.stderr.contains("reached-2"), "{}", out.stderr);
     assert_clean(&root);
 }
+
+#[test]
+fn copy_link_makes_the_same_files_and_a_reusable_layer() {
+    let Some(root) = setup("building images") else { return };
+    let df = |link: &str, before: &str| {
+        format!("FROM bb:1\nRUN echo {before} > /before\nCOPY {link} src/ /app/\nCOPY {link} --chmod=640 a.txt /app/a-copy\nCOPY {link} a.txt /etc/\n")
+    };
+    let ctx = context(&root, "link", &[("Dockerfile", &df("--link", "one")), ("a.txt", "a\n"), ("src/x", "x\n"), ("src/sub/y", "y\n")]);
+    std::os::unix::fs::symlink("sub/y", ctx.join("src/to-y")).unwrap();
+    let env = [("SOURCE_DATE_EPOCH", "1700000000")];
+    let linked = build_env(&root, &ctx, &["--explain", "-t", "link:1"], &env);
+    assert!(linked.ok, "{}", linked.stderr);
+    assert!(linked.stderr.contains("COPY --link: copied as without --link"), "--explain says what --link does here:\n{}", linked.stderr);
+    // The same Dockerfile without --link, every step run again: the same layers.
+    write(&ctx, "Dockerfile", &df("", "one"));
+    let plain = build_env(&root, &ctx, &["--no-cache", "-t", "link:plain"], &env);
+    assert!(plain.ok, "{}", plain.stderr);
+    let ids = |tag: &str| config(&root, tag)["rootfs"]["diff_ids"].clone();
+    assert_eq!(ids("link:1"), ids("link:plain"), "COPY --link makes the layers a plain COPY makes");
+    let fs = rootfs(&root, "link:1");
+    assert_eq!(read(fs.path(), "app/x"), "x\n");
+    assert_eq!(read(fs.path(), "app/sub/y"), "y\n");
+    assert_eq!(std::fs::read_link(fs.path().join("app/to-y")).unwrap(), std::path::Path::new("sub/y"));
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(fs.path().join("app/a-copy")).unwrap().mode() & 0o777, 0o640);
+    assert!(read(fs.path(), "etc/passwd").contains("root:"), "copying into an existing directory keeps what it holds");
+    assert_eq!(read(fs.path(), "etc/a.txt"), "a\n");
+    // An earlier step changes: the --link COPY's layer is not made again.
+    write(&ctx, "Dockerfile", &df("--link", "two"));
+    let after = build_env(&root, &ctx, &["-t", "link:2"], &env);
+    assert!(after.ok, "{}", after.stderr);
+    assert!(!after.was_cached("RUN echo two"));
+    assert_eq!(after.stderr.matches("reusing layer").count(), 3, "{}", after.stderr);
+    let (one, two) = (ids("link:1"), ids("link:2"));
+    let (one, two) = (one.as_array().unwrap(), two.as_array().unwrap());
+    let n = one.len();
+    assert_ne!(one[n - 4], two[n - 4], "the RUN's layer changed");
+    assert_eq!(one[n - 3..], two[n - 3..], "the COPY --link layers are the same");
+    assert_clean(&root);
+}
