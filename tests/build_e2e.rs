@@ -894,3 +894,34 @@ fn copy_link_makes_the_same_files_and_a_reusable_layer() {
     assert_eq!(one[n - 3..], two[n - 3..], "the COPY --link layers are the same");
     assert_clean(&root);
 }
+
+#[test]
+fn network_host_reaches_the_host_and_default_does_not() {
+    let Some(root) = setup("building images") else { return };
+    // A server on the host's 127.0.0.1: reachable from the host's network only.
+    // (No wget -T: Debian's busybox 1.35 wget crashes with it.)
+    let url = serve("/net", b"from the host\n".to_vec());
+    let df = format!("FROM bb:1\nRUN wget -q -O /got {url}/net\n");
+    let ctx = context(&root, "network", &[("Dockerfile", &df)]);
+    let host = build(&root, &ctx, &["--network", "host", "-t", "net:host"]);
+    assert!(host.ok, "--network host reaches 127.0.0.1 of the host:\n{}", host.stderr);
+    assert_eq!(read(rootfs(&root, "net:host").path(), "got"), "from the host\n");
+    for mode in [None, Some("default"), Some("none")] {
+        let mut args = vec!["-t", "net:isolated"];
+        if let Some(m) = mode {
+            args.extend(["--network", m]);
+        }
+        let out = build(&root, &ctx, &args);
+        assert!(!out.ok, "--network {mode:?}: a RUN has loopback only, the host's listener is not there:\n{}", out.stderr);
+        assert!(out.stderr.contains("exit status 1") && out.stderr.to_lowercase().contains("connection refused"), "{mode:?}: {}", out.stderr);
+    }
+    // Its loopback is its own and up: a listener inside the RUN is reachable from it.
+    write(&ctx, "Dockerfile", "FROM bb:1\nRUN (echo inside | nc -l -p 8123 127.0.0.1 &) ; sleep 0.2; nc 127.0.0.1 8123 > /lo </dev/null\n");
+    build_ok(&root, &ctx, &["-t", "net:lo"]);
+    assert_eq!(read(rootfs(&root, "net:lo").path(), "lo"), "inside\n");
+    // The help says what default means.
+    let help = root.cmd("ci-build").args(["build", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(help.contains("default: loopback only until ci-net provides bridges"), "{help}");
+    assert_clean(&root);
+}
