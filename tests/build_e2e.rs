@@ -916,7 +916,7 @@ fn network_host_reaches_the_host_and_default_does_not() {
         assert!(out.stderr.contains("exit status 1") && out.stderr.to_lowercase().contains("connection refused"), "{mode:?}: {}", out.stderr);
     }
     // Its loopback is its own and up: a listener inside the RUN is reachable from it.
-    write(&ctx, "Dockerfile", "FROM bb:1\nRUN (echo inside | nc -l -p 8123 127.0.0.1 &) ; sleep 0.2; nc 127.0.0.1 8123 > /lo </dev/null\n");
+    write(&ctx, "Dockerfile", "FROM bb:1\nRUN (echo inside | nc -l -p 8123 127.0.0.1 &); for i in $(seq 100); do nc 127.0.0.1 8123 > /lo </dev/null && [ -s /lo ] && break; sleep 0.05; done\n");
     build_ok(&root, &ctx, &["-t", "net:lo"]);
     assert_eq!(read(rootfs(&root, "net:lo").path(), "lo"), "inside\n");
     // The help says what default means.
