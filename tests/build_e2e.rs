@@ -642,7 +642,7 @@ fn heredocs_args_and_small_flags() {
         "heredoc",
         &[(
             "Dockerfile",
-            "ARG BASE=bb\nARG TAG\nFROM $BASE:${TAG:-1}\nARG TAG\nRUN <<EOF\necho \"simple $TAG\" > /simple\nEOF\nRUN <<EOF\n#!/bin/sh\necho shebang > /shebang\nEOF\nRUN cat <<EOF > /complex\nline one\nEOF\nRUN [\"/bin/sh\", \"-c\", \"echo exec $HOME > /exec\"]\nRUN echo \"proxy=$HTTP_PROXY\" > /proxy\n",
+            "ARG BASE=bb\nARG TAG\nFROM $BASE:${TAG:-1}\nARG TAG\nRUN <<EOF\necho \"simple $TAG\" > /simple\nEOF\nRUN <<EOF\n#!/bin/sh\necho shebang > /shebang\nEOF\nRUN cat <<EOF > /complex\nline one\nEOF\nRUN cat <<- EOF > /chomped\n\tchomped\n\tEOF\nRUN [\"/bin/sh\", \"-c\", \"echo exec $HOME > /exec\"]\nRUN echo \"proxy=$HTTP_PROXY\" > /proxy\n",
         )],
     );
     let iid = root.path().join("iid");
@@ -655,6 +655,7 @@ fn heredocs_args_and_small_flags() {
     assert_eq!(read(fs.path(), "simple"), "simple 1\n");
     assert_eq!(read(fs.path(), "shebang"), "shebang\n");
     assert_eq!(read(fs.path(), "complex"), "line one\n");
+    assert_eq!(read(fs.path(), "chomped"), "chomped\n", "<<- with a space before the word opens a heredoc too");
     assert_eq!(read(fs.path(), "exec"), "exec /root\n");
     assert_eq!(read(fs.path(), "proxy"), "proxy=http://proxy.invalid:3128\n");
     assert!(!config(&root, "hd:1").to_string().contains("proxy.invalid"), "proxy values stay out of the image");
