@@ -926,3 +926,39 @@ fn network_host_reaches_the_host_and_default_does_not() {
     assert!(help.contains("default: loopback only until ci-net provides bridges"), "{help}");
     assert_clean(&root);
 }
+
+#[test]
+fn a_change_to_a_later_copy_keeps_the_steps_before_it() {
+    let Some(root) = setup("building images") else { return };
+    let ctx = context(
+        &root,
+        "later-copy",
+        &[
+            ("Dockerfile", "FROM bb:1\nCOPY first/ /first/\nRUN cat /first/* > /first-sum\nENV STAGE=2\nCOPY second/ /second/\nRUN cat /second/* > /second-sum\nLABEL done=1\n"),
+            ("first/a", "a1\n"),
+            ("second/b", "b1\n"),
+            ("second/c", "c1\n"),
+        ],
+    );
+    let one = build_ok(&root, &ctx, &["-t", "later:1"]);
+    assert_eq!(one.counts(), (0, 6), "{}", one.stderr);
+    write(&ctx, "second/c", "c2\n");
+    let two = build_ok(&root, &ctx, &["-t", "later:2"]);
+    for before in ["COPY first/ /first/", "RUN cat /first/*", "ENV STAGE=2"] {
+        assert!(two.was_cached(before), "{before} comes before the changed COPY:\n{}", two.stderr);
+    }
+    for after in ["COPY second/ /second/", "RUN cat /second/*", "LABEL done=1"] {
+        assert!(!two.was_cached(after), "{after} is the changed COPY or after it:\n{}", two.stderr);
+    }
+    assert_eq!(two.counts(), (3, 3), "{}", two.stderr);
+    let fs = rootfs(&root, "later:2");
+    assert_eq!(read(fs.path(), "first-sum"), "a1\n");
+    assert_eq!(read(fs.path(), "second-sum"), "b1\nc2\n");
+    let ids = |tag: &str| config(&root, tag)["rootfs"]["diff_ids"].as_array().unwrap().clone();
+    let (a, b) = (ids("later:1"), ids("later:2"));
+    let n = a.len();
+    assert_eq!(a[..n - 2], b[..n - 2], "the base, COPY first and RUN cat /first layers are reused");
+    assert_ne!(a[n - 2], b[n - 2], "the COPY second layer changed");
+    assert_ne!(a[n - 1], b[n - 1], "the RUN after it ran again");
+    assert_clean(&root);
+}
