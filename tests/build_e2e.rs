@@ -4,7 +4,6 @@
 
 mod build_common;
 use build_common::*;
-#[allow(dead_code, unused_imports)]
 mod lifecycle_common;
 
 fn setup(what: &str) -> Option<TestRoot> {
