@@ -4,6 +4,7 @@
 
 mod build_common;
 use build_common::*;
+mod lifecycle_common;
 
 fn setup(what: &str) -> Option<TestRoot> {
     if !privileged(what) {
@@ -513,26 +514,87 @@ fn real_tools_read_the_image() {
 #[test]
 fn entrypoint_and_cmd_run_through_ci_run() {
     let Some(root) = setup("building images") else { return };
-    // docker's table: ENTRYPOINT/CMD in exec and shell form.
-    let cases: &[(&str, &str)] = &[
-        ("CMD [\"echo\", \"exec-cmd\"]", "exec-cmd"),
-        ("CMD echo shell-cmd $HOME", "shell-cmd /root"),
-        ("ENTRYPOINT [\"echo\", \"ep\"]\nCMD [\"arg\"]", "ep arg"),
-        ("ENTRYPOINT echo shell-ep\nCMD [\"ignored\"]", "shell-ep"),
+    // docker's table (the Dockerfile reference, "Understand how CMD and
+    // ENTRYPOINT interact"), then what the ci-run command line changes:
+    // (Dockerfile lines, ci-run flags, arguments after the image, stdout).
+    let cases: &[(&str, &[&str], &[&str], &str)] = &[
+        ("CMD [\"echo\", \"exec-cmd\"]", &[], &[], "exec-cmd"),
+        ("CMD echo shell-cmd $HOME", &[], &[], "shell-cmd /root"),
+        ("ENTRYPOINT [\"echo\", \"ep\"]\nCMD [\"arg\"]", &[], &[], "ep arg"),
+        ("ENTRYPOINT echo shell-ep\nCMD [\"ignored\"]", &[], &[], "shell-ep"),
+        // An exec ENTRYPOINT gets a shell-form CMD as `/bin/sh -c CMD` arguments.
+        ("ENTRYPOINT [\"echo\", \"ep\"]\nCMD echo shell-cmd", &[], &[], "ep /bin/sh -c echo shell-cmd"),
+        ("ENTRYPOINT [\"echo\", \"ep-alone\"]", &[], &[], "ep-alone"),
+        ("ENTRYPOINT echo shell-ep-alone $HOME", &[], &[], "shell-ep-alone /root"),
+        ("ENTRYPOINT echo shell-ep\nCMD echo shell-cmd", &[], &[], "shell-ep"),
+        // Arguments on the command line replace CMD...
+        ("CMD [\"echo\", \"default\"]", &[], &["echo", "overridden"], "overridden"),
+        ("ENTRYPOINT [\"echo\", \"ep\"]\nCMD [\"default\"]", &[], &["given"], "ep given"),
+        // ...or follow an ENTRYPOINT that has no CMD...
+        ("ENTRYPOINT [\"echo\", \"ep\"]", &[], &["a", "b"], "ep a b"),
+        // ...and a shell-form ENTRYPOINT ignores them.
+        ("ENTRYPOINT echo shell-ep", &[], &["ignored"], "shell-ep"),
+        // --entrypoint replaces ENTRYPOINT and drops the image's CMD; "" clears it and keeps CMD.
+        ("ENTRYPOINT [\"echo\", \"ep\"]\nCMD [\"default\"]", &["--entrypoint", "echo"], &["replaced"], "replaced"),
+        ("ENTRYPOINT [\"echo\", \"ep\"]\nCMD [\"default\"]", &["--entrypoint", "echo"], &[], ""),
+        ("ENTRYPOINT [\"false\"]\nCMD [\"echo\", \"cmd-only\"]", &["--entrypoint", ""], &[], "cmd-only"),
     ];
-    for (i, (lines, want)) in cases.iter().enumerate() {
+    for (i, (lines, flags, args, want)) in cases.iter().enumerate() {
         let ctx = context(&root, &format!("ep{i}"), &[("Dockerfile", &format!("FROM bb:1\n{lines}\n"))]);
         let tag = format!("ep:{i}");
         let id = build_ok(&root, &ctx, &["-t", &tag]).id();
-        let out = root.cmd("ci-run").args(["--rm", &id]).output().unwrap();
+        let out = root.cmd("ci-run").arg("--rm").args(*flags).arg(&id).args(*args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
-        if err.contains("not in this build yet") {
-            skip("ci-run cannot run images from the store yet (layer cache not wired into ci-run)");
-            return;
-        }
-        assert!(out.status.success(), "{lines}: {err}");
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), *want, "{lines}");
+        assert!(out.status.success(), "{lines} / {flags:?} {args:?}: {err}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim_end_matches('\n'), *want, "{lines} / {flags:?} {args:?}");
     }
+    // Neither ENTRYPOINT nor CMD (the base has none), and no command given: an error.
+    let ctx = context(&root, "ep-none", &[("Dockerfile", "FROM bb:1\nLABEL nothing=to-run\n")]);
+    let id = build_ok(&root, &ctx, &["-t", "ep:none"]).id();
+    let out = root.cmd("ci-run").args(["--rm", &id]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no command specified"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_clean(&root);
+}
+
+/// `ci-build -q -t REF CTX | ci-run FLAGS -`, through a real pipe: both
+/// statuses, and what ci-run printed.
+fn build_into_run(lab: &lifecycle_common::Lab, ctx: &std::path::Path, tag: &str, run_flags: &[&str]) -> String {
+    use std::process::Stdio;
+    let mut b = lab.tool("ci-build").args(["-q", "-t", tag]).arg(ctx).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let pipe = b.stdout.take().unwrap();
+    let r = lab.tool("ci-run").args(run_flags).arg("-").stdin(Stdio::from(pipe)).output().unwrap();
+    let bo = b.wait_with_output().unwrap();
+    assert!(bo.status.success(), "ci-build: {}", String::from_utf8_lossy(&bo.stderr));
+    assert!(bo.stderr.is_empty(), "-q prints no progress: {}", String::from_utf8_lossy(&bo.stderr));
+    assert!(r.status.success(), "ci-run {run_flags:?} -: {}", String::from_utf8_lossy(&r.stderr));
+    String::from_utf8_lossy(&r.stdout).into_owned()
+}
+
+#[test]
+fn build_piped_into_ci_run() {
+    // The pipes the --help examples show: ci-build's image object is ci-run's image.
+    let Some(lab) = lifecycle_common::Lab::new("building and running images") else { return };
+    let web = context(
+        &lab.root,
+        "pipe-web",
+        &[("Dockerfile", "FROM bb:1\nCOPY page /page\nCMD [\"sh\", \"-c\", \"cat /page; exec sleep 1000\"]\n"), ("page", "served\n")],
+    );
+    let out = build_into_run(&lab, &web, "web", &["-d"]);
+    let v = json_lines(out.as_bytes());
+    assert_eq!(v.len(), 1, "-d prints one container object: {out}");
+    assert_eq!((v[0]["kind"].as_str(), v[0]["state"].as_str()), (Some("container"), Some("running")), "{out}");
+    let id = v[0]["id"].as_str().unwrap().to_string();
+    let inspected = lab.tool("ci-build").args(["inspect", "web"]).output().unwrap();
+    let built: serde_json::Value = serde_json::from_slice(&inspected.stdout).unwrap();
+    assert_eq!(v[0]["image_id"], built["id"], "the container runs the image just built: {out}");
+    lifecycle_common::wait_until("the container's output", || lab.log(&id).contains("served"));
+    lab.ok(&["stop", "-t", "1", &id]);
+    lab.ok(&["rm", &id]);
+    // --rm: it runs in the foreground, its output is ci-run's, and it is gone after.
+    let once = context(&lab.root, "pipe-once", &[("Dockerfile", "FROM bb:1\nCOPY msg /msg\nCMD [\"cat\", \"/msg\"]\n"), ("msg", "ran once\n")]);
+    assert_eq!(build_into_run(&lab, &once, "once", &["--rm"]), "ran once\n");
+    assert!(lab.ids().is_empty(), "--rm removed it: {:?}", lab.ids());
+    assert_clean(&lab.root);
 }
 
 #[test]
@@ -587,7 +649,7 @@ fn heredocs_args_and_small_flags() {
         "heredoc",
         &[(
             "Dockerfile",
-            "ARG BASE=bb\nARG TAG\nFROM $BASE:${TAG:-1}\nARG TAG\nRUN <<EOF\necho \"simple $TAG\" > /simple\nEOF\nRUN <<EOF\n#!/bin/sh\necho shebang > /shebang\nEOF\nRUN cat <<EOF > /complex\nline one\nEOF\nRUN [\"/bin/sh\", \"-c\", \"echo exec $HOME > /exec\"]\nRUN echo \"proxy=$HTTP_PROXY\" > /proxy\n",
+            "ARG BASE=bb\nARG TAG\nFROM $BASE:${TAG:-1}\nARG TAG\nRUN <<EOF\necho \"simple $TAG\" > /simple\nEOF\nRUN <<EOF\n#!/bin/sh\necho shebang > /shebang\nEOF\nRUN cat <<EOF > /complex\nline one\nEOF\nRUN cat <<- EOF > /chomped\n\tchomped\n\tEOF\nRUN [\"/bin/sh\", \"-c\", \"echo exec $HOME > /exec\"]\nRUN echo \"proxy=$HTTP_PROXY\" > /proxy\n",
         )],
     );
     let iid = root.path().join("iid");
@@ -600,6 +662,7 @@ fn heredocs_args_and_small_flags() {
     assert_eq!(read(fs.path(), "simple"), "simple 1\n");
     assert_eq!(read(fs.path(), "shebang"), "shebang\n");
     assert_eq!(read(fs.path(), "complex"), "line one\n");
+    assert_eq!(read(fs.path(), "chomped"), "chomped\n", "<<- with a space before the word opens a heredoc too");
     assert_eq!(read(fs.path(), "exec"), "exec /root\n");
     assert_eq!(read(fs.path(), "proxy"), "proxy=http://proxy.invalid:3128\n");
     assert!(!config(&root, "hd:1").to_string().contains("proxy.invalid"), "proxy values stay out of the image");
@@ -650,5 +713,259 @@ fn an_incremental_copy_makes_the_same_layer_as_a_full_one() {
     assert_eq!(read(fs.path(), "data/dir/sub0/f3"), "changed\n");
     assert_eq!(read(fs.path(), "data/dir/sub2/new"), "new file\n");
     assert!(!fs.path().join("data/dir/sub1/f4").exists());
+    assert_clean(&root);
+}
+
+#[test]
+fn a_stage_based_on_an_earlier_stage_inherits_its_files_and_config() {
+    let Some(root) = setup("building images") else { return };
+    let ctx = context(
+        &root,
+        "from-stage",
+        &[
+            (
+                "Dockerfile",
+                "FROM bb:1 AS base\nENV FROM_BASE=yes\nWORKDIR /srv\nCOPY base.txt .\nLABEL stage=base\nEXPOSE 8080\nCMD [\"cat\", \"base.txt\"]\n\nFROM base AS child\nRUN echo \"$FROM_BASE in $(pwd): $(cat base.txt)\" > child.txt\nLABEL child=1\n\nFROM child\nRUN test -f /srv/child.txt && echo grandchild > /srv/grand.txt\n",
+            ),
+            ("base.txt", "from base"),
+        ],
+    );
+    let out = build_ok(&root, &ctx, &["-t", "fs:1"]);
+    out.assert_steps_end();
+    assert_eq!(out.stderr.matches("COPY base.txt .").count(), 1, "the base stage is built once:\n{}", out.stderr);
+    let fs = rootfs(&root, "fs:1");
+    assert_eq!(read(fs.path(), "srv/base.txt"), "from base");
+    assert_eq!(read(fs.path(), "srv/child.txt"), "yes in /srv: from base\n", "ENV and WORKDIR of the base stage apply to the RUN");
+    assert_eq!(read(fs.path(), "srv/grand.txt"), "grandchild\n");
+    let c = config(&root, "fs:1");
+    let cc = &c["config"];
+    assert!(cc["Env"].as_array().unwrap().iter().any(|e| e == "FROM_BASE=yes"), "{cc}");
+    assert_eq!(cc["WorkingDir"], "/srv");
+    assert_eq!(cc["Labels"]["stage"], "base");
+    assert_eq!(cc["Labels"]["child"], "1");
+    assert!(cc["ExposedPorts"].get("8080/tcp").is_some());
+    assert_eq!(cc["Cmd"], serde_json::json!(["cat", "base.txt"]));
+    // Its layers and history start with the base stage's.
+    build_ok(&root, &ctx, &["--target", "base", "-t", "fs:base"]);
+    let b = config(&root, "fs:base");
+    let (bl, cl) = (b["rootfs"]["diff_ids"].as_array().unwrap(), c["rootfs"]["diff_ids"].as_array().unwrap());
+    assert!(cl.len() == bl.len() + 2 && cl[..bl.len()] == bl[..], "base {bl:?}, final {cl:?}");
+    let (bh, ch) = (b["history"].as_array().unwrap(), c["history"].as_array().unwrap());
+    assert_eq!(ch[..bh.len()], bh[..]);
+    assert_clean(&root);
+}
+
+/// A tar of `pkg/run.sh` (mode 0755).
+fn pkg_tar() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(6);
+    h.set_mode(0o755);
+    h.set_cksum();
+    b.append_data(&mut h, "pkg/run.sh", &b"echo 1"[..]).unwrap();
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn add_local_files_and_archives() {
+    let Some(root) = setup("building images") else { return };
+    let ctx = context(
+        &root,
+        "add-local",
+        &[
+            (
+                "Dockerfile",
+                "FROM bb:1\nADD plain.txt /plain-as-named\nADD plain.txt /into/\nADD --chmod=600 plain.txt /chmodded\nADD pkg.tar /unpacked/\nADD pkg.tar /unpacked-no-slash\nADD fake.tar.gz /fake/\nADD --unpack=false pkg.tar /kept/\n",
+            ),
+            ("plain.txt", "plain\n"),
+            ("fake.tar.gz", "not an archive, whatever its name\n"),
+        ],
+    );
+    std::fs::write(ctx.join("pkg.tar"), pkg_tar()).unwrap();
+    set_old(&ctx.join("pkg.tar"));
+    build_ok(&root, &ctx, &["-t", "addl:1"]);
+    let fs = rootfs(&root, "addl:1");
+    use std::os::unix::fs::MetadataExt;
+    // A plain file is copied as COPY copies it.
+    assert_eq!(read(fs.path(), "plain-as-named"), "plain\n");
+    assert_eq!(read(fs.path(), "into/plain.txt"), "plain\n");
+    assert_eq!(std::fs::metadata(fs.path().join("chmodded")).unwrap().mode() & 0o777, 0o600);
+    // An uncompressed local tar is extracted into the directory (with or without a slash).
+    for d in ["unpacked", "unpacked-no-slash"] {
+        let m = std::fs::metadata(fs.path().join(d).join("pkg/run.sh")).unwrap_or_else(|e| panic!("{d}/pkg/run.sh: {e}"));
+        assert_eq!(m.mode() & 0o777, 0o755);
+        assert_eq!(read(fs.path(), &format!("{d}/pkg/run.sh")), "echo 1");
+        assert!(!fs.path().join(d).join("pkg.tar").exists());
+    }
+    // Archives are told by their content, not their name.
+    assert_eq!(read(fs.path(), "fake/fake.tar.gz"), "not an archive, whatever its name\n");
+    // --unpack=false copies the archive as a file.
+    assert_eq!(std::fs::read(fs.path().join("kept/pkg.tar")).unwrap(), pkg_tar());
+    assert_clean(&root);
+}
+
+#[test]
+fn two_tags_name_the_same_image() {
+    let Some(root) = setup("building images") else { return };
+    let ctx = context(&root, "two-tags", &[("Dockerfile", "FROM bb:1\nLABEL tagged=twice\n")]);
+    let out = build_ok(&root, &ctx, &["-t", "two:a", "-t", "localhost:5000/other/name:b"]);
+    let id = out.id();
+    assert!(out.stderr.contains("as two:a, localhost:5000/other/name:b"), "{}", out.stderr);
+    for t in ["two:a", "localhost:5000/other/name:b"] {
+        let o = root.cmd("ci-build").args(["inspect", t]).output().unwrap();
+        assert!(o.status.success(), "{t}: {}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["id"], id.as_str(), "{t} names the built image");
+    }
+}
+
+#[test]
+fn healthcheck_none_clears_an_inherited_one() {
+    let Some(root) = setup("building images") else { return };
+    let base = context(&root, "hc-base", &[("Dockerfile", "FROM bb:1\nHEALTHCHECK --interval=5s CMD true\n")]);
+    build_ok(&root, &base, &["-t", "hc:base"]);
+    assert_eq!(config(&root, "hc:base")["config"]["Healthcheck"]["Test"], serde_json::json!(["CMD-SHELL", "true"]));
+    let child = context(&root, "hc-child", &[("Dockerfile", "FROM hc:base\nHEALTHCHECK NONE\n")]);
+    build_ok(&root, &child, &["-t", "hc:none"]);
+    // As docker records it: a Test of ["NONE"] overrides the base's check.
+    assert_eq!(config(&root, "hc:none")["config"]["Healthcheck"], serde_json::json!({ "Test": ["NONE"] }));
+    // Inherited when the child says nothing.
+    let keep = context(&root, "hc-keep", &[("Dockerfile", "FROM hc:base\nLABEL x=1\n")]);
+    build_ok(&root, &keep, &["-t", "hc:keep"]);
+    assert_eq!(config(&root, "hc:keep")["config"]["Healthcheck"]["Test"], serde_json::json!(["CMD-SHELL", "true"]));
+}
+
+#[test]
+fn shell_changes_how_the_next_run_runs() {
+    let Some(root) = setup("building images") else { return };
+    let ctx = context(
+        &root,
+        "shell",
+        &[(
+            "Dockerfile",
+            "FROM bb:1\nRUN false; echo default > /default\nSHELL [\"/bin/sh\", \"-ex\", \"-c\"]\nRUN echo traced > /traced\nSHELL [\"/bin/sh\", \"-c\", \"echo \\\"shelled: $1\\\" > /shelled; eval \\\"$1\\\"\", \"wrapper\"]\nRUN echo ran > /ran\nRUN [\"/bin/sh\", \"-c\", \"echo exec-form > /exec\"]\n",
+        )],
+    );
+    let out = build_ok(&root, &ctx, &["-t", "sh:1"]);
+    let fs = rootfs(&root, "sh:1");
+    assert_eq!(read(fs.path(), "default"), "default\n", "the default /bin/sh -c has no -e");
+    assert_eq!(read(fs.path(), "traced"), "traced\n");
+    assert!(out.stderr.contains("+ echo traced"), "-x of the SHELL traces the command:\n{}", out.stderr);
+    assert_eq!(read(fs.path(), "shelled"), "shelled: echo ran > /ran\n", "the command is the SHELL's last argument");
+    assert_eq!(read(fs.path(), "ran"), "ran\n");
+    assert!(!read(fs.path(), "shelled").contains("exec-form"), "an exec-form RUN does not use the SHELL");
+    assert_eq!(read(fs.path(), "exec"), "exec-form\n");
+    assert_eq!(config(&root, "sh:1")["config"]["Shell"][3], "wrapper");
+    // With -e in the SHELL, a failing command stops the RUN.
+    write(&ctx, "Dockerfile", "FROM bb:1\nSHELL [\"/bin/sh\", \"-ec\"]\nRUN false; echo reached-$((1+1))\n");
+    let out = build(&root, &ctx, &["-t", "sh:2"]);
+    assert!(!out.ok && out.stderr.contains("exit status 1") && !out.stderr.contains("reached-2"), "{}", out.stderr);
+    assert_clean(&root);
+}
+
+#[test]
+fn copy_link_makes_the_same_files_and_a_reusable_layer() {
+    let Some(root) = setup("building images") else { return };
+    let df = |link: &str, before: &str| {
+        format!("FROM bb:1\nRUN echo {before} > /before\nCOPY {link} src/ /app/\nCOPY {link} --chmod=640 a.txt /app/a-copy\nCOPY {link} a.txt /etc/\n")
+    };
+    let ctx = context(&root, "link", &[("Dockerfile", &df("--link", "one")), ("a.txt", "a\n"), ("src/x", "x\n"), ("src/sub/y", "y\n")]);
+    std::os::unix::fs::symlink("sub/y", ctx.join("src/to-y")).unwrap();
+    let env = [("SOURCE_DATE_EPOCH", "1700000000")];
+    let linked = build_env(&root, &ctx, &["--explain", "-t", "link:1"], &env);
+    assert!(linked.ok, "{}", linked.stderr);
+    assert!(linked.stderr.contains("COPY --link: copied as without --link"), "--explain says what --link does here:\n{}", linked.stderr);
+    // The same Dockerfile without --link, every step run again: the same layers.
+    write(&ctx, "Dockerfile", &df("", "one"));
+    let plain = build_env(&root, &ctx, &["--no-cache", "-t", "link:plain"], &env);
+    assert!(plain.ok, "{}", plain.stderr);
+    let ids = |tag: &str| config(&root, tag)["rootfs"]["diff_ids"].clone();
+    assert_eq!(ids("link:1"), ids("link:plain"), "COPY --link makes the layers a plain COPY makes");
+    let fs = rootfs(&root, "link:1");
+    assert_eq!(read(fs.path(), "app/x"), "x\n");
+    assert_eq!(read(fs.path(), "app/sub/y"), "y\n");
+    assert_eq!(std::fs::read_link(fs.path().join("app/to-y")).unwrap(), std::path::Path::new("sub/y"));
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(fs.path().join("app/a-copy")).unwrap().mode() & 0o777, 0o640);
+    assert!(read(fs.path(), "etc/passwd").contains("root:"), "copying into an existing directory keeps what it holds");
+    assert_eq!(read(fs.path(), "etc/a.txt"), "a\n");
+    // An earlier step changes: the --link COPY's layer is not made again.
+    write(&ctx, "Dockerfile", &df("--link", "two"));
+    let after = build_env(&root, &ctx, &["-t", "link:2"], &env);
+    assert!(after.ok, "{}", after.stderr);
+    assert!(!after.was_cached("RUN echo two"));
+    assert_eq!(after.stderr.matches("reusing layer").count(), 3, "{}", after.stderr);
+    let (one, two) = (ids("link:1"), ids("link:2"));
+    let (one, two) = (one.as_array().unwrap(), two.as_array().unwrap());
+    let n = one.len();
+    assert_ne!(one[n - 4], two[n - 4], "the RUN's layer changed");
+    assert_eq!(one[n - 3..], two[n - 3..], "the COPY --link layers are the same");
+    assert_clean(&root);
+}
+
+#[test]
+fn network_host_reaches_the_host_and_default_does_not() {
+    let Some(root) = setup("building images") else { return };
+    // A server on the host's 127.0.0.1: reachable from the host's network only.
+    // (No wget -T: Debian's busybox 1.35 wget crashes with it.)
+    let url = serve("/net", b"from the host\n".to_vec());
+    let df = format!("FROM bb:1\nRUN wget -q -O /got {url}/net\n");
+    let ctx = context(&root, "network", &[("Dockerfile", &df)]);
+    let host = build(&root, &ctx, &["--network", "host", "-t", "net:host"]);
+    assert!(host.ok, "--network host reaches 127.0.0.1 of the host:\n{}", host.stderr);
+    assert_eq!(read(rootfs(&root, "net:host").path(), "got"), "from the host\n");
+    for mode in [None, Some("default"), Some("none")] {
+        let mut args = vec!["-t", "net:isolated"];
+        if let Some(m) = mode {
+            args.extend(["--network", m]);
+        }
+        let out = build(&root, &ctx, &args);
+        assert!(!out.ok, "--network {mode:?}: a RUN has loopback only, the host's listener is not there:\n{}", out.stderr);
+        assert!(out.stderr.contains("exit status 1") && out.stderr.to_lowercase().contains("connection refused"), "{mode:?}: {}", out.stderr);
+    }
+    // Its loopback is its own and up: a listener inside the RUN is reachable from it.
+    write(&ctx, "Dockerfile", "FROM bb:1\nRUN (echo inside | nc -l -p 8123 127.0.0.1 &); for i in $(seq 100); do nc 127.0.0.1 8123 > /lo </dev/null && [ -s /lo ] && break; sleep 0.05; done\n");
+    build_ok(&root, &ctx, &["-t", "net:lo"]);
+    assert_eq!(read(rootfs(&root, "net:lo").path(), "lo"), "inside\n");
+    // The help says what default means.
+    let help = root.cmd("ci-build").args(["build", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(help.contains("default: loopback only until ci-net provides bridges"), "{help}");
+    assert_clean(&root);
+}
+
+#[test]
+fn a_change_to_a_later_copy_keeps_the_steps_before_it() {
+    let Some(root) = setup("building images") else { return };
+    let ctx = context(
+        &root,
+        "later-copy",
+        &[
+            ("Dockerfile", "FROM bb:1\nCOPY first/ /first/\nRUN cat /first/* > /first-sum\nENV STAGE=2\nCOPY second/ /second/\nRUN cat /second/* > /second-sum\nLABEL done=1\n"),
+            ("first/a", "a1\n"),
+            ("second/b", "b1\n"),
+            ("second/c", "c1\n"),
+        ],
+    );
+    let one = build_ok(&root, &ctx, &["-t", "later:1"]);
+    assert_eq!(one.counts(), (0, 6), "{}", one.stderr);
+    write(&ctx, "second/c", "c2\n");
+    let two = build_ok(&root, &ctx, &["-t", "later:2"]);
+    for before in ["COPY first/ /first/", "RUN cat /first/*", "ENV STAGE=2"] {
+        assert!(two.was_cached(before), "{before} comes before the changed COPY:\n{}", two.stderr);
+    }
+    for after in ["COPY second/ /second/", "RUN cat /second/*", "LABEL done=1"] {
+        assert!(!two.was_cached(after), "{after} is the changed COPY or after it:\n{}", two.stderr);
+    }
+    assert_eq!(two.counts(), (3, 3), "{}", two.stderr);
+    let fs = rootfs(&root, "later:2");
+    assert_eq!(read(fs.path(), "first-sum"), "a1\n");
+    assert_eq!(read(fs.path(), "second-sum"), "b1\nc2\n");
+    let ids = |tag: &str| config(&root, tag)["rootfs"]["diff_ids"].as_array().unwrap().clone();
+    let (a, b) = (ids("later:1"), ids("later:2"));
+    let n = a.len();
+    assert_eq!(a[..n - 2], b[..n - 2], "the base, COPY first and RUN cat /first layers are reused");
+    assert_ne!(a[n - 2], b[n - 2], "the COPY second layer changed");
+    assert_ne!(a[n - 1], b[n - 1], "the RUN after it ran again");
     assert_clean(&root);
 }

@@ -50,7 +50,8 @@ pub struct BuildOptions {
     pub no_cache: bool,
     /// `--label`: added to the final image's labels.
     pub labels: BTreeMap<String, String>,
-    /// The network of RUN steps without `--network` (none until ci-net networks exist).
+    /// The network of RUN steps without `RUN --network`: `--network host`, or
+    /// none (loopback only) for `default` until ci-net provides bridges.
     pub network: Network,
     /// Entitlements granted with `--allow`: `network.host`, `security.insecure`.
     pub allow: Vec<String>,

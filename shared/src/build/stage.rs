@@ -550,6 +550,15 @@ impl<'a> Builder<'a> {
         if !exclude.is_empty() {
             return Err(Error::Unsupported(format!("{keyword} --exclude is not supported by ci-build")));
         }
+        // --link asks for a layer that does not depend on the earlier steps. A
+        // COPY of context files already reuses its layer whenever the same files
+        // land on a destination that looks the same, whatever else the parent
+        // holds, so --link changes neither the files nor the key.
+        if matches!(&expanded, Command::Copy(Copy { link: true, .. }) | Command::Add(Add { link: true, .. })) {
+            crate::explain!(
+                "{keyword} --link: copied as without --link (the same files, the same cache key). A COPY of context files reuses its layer anyway when the same files land on a destination that looks the same, whatever the earlier steps changed; unlike docker's --link, symlinks in the destination path are followed"
+            );
+        }
         let mode = chmod.as_deref().map(copy::parse_chmod).transpose()?;
         let workdir = state.meta.config.working_dir.clone();
         let dest = copy::dest_path(&dest, workdir.as_deref());

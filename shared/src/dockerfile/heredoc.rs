@@ -90,11 +90,24 @@ pub fn parse_opener(word: &str) -> Result<Option<Heredoc>, String> {
 /// The heredocs an instruction line opens, in order. Words are found the
 /// way buildkit finds them: the whole line is lexed keeping quotes and
 /// escapes, so `"<<EOF"` (quoted) opens nothing.
+///
+/// One difference, on purpose: `<<- EOF` opens a heredoc, as in a shell and
+/// as buildkit's own tests expect (`TestHeredocsFromLine`, and `<<- EOF` is a
+/// valid opener for `ParseHeredoc`). buildkit's lexer keeps the space after
+/// `<<` in the word but not the space after `<<-`, so its `heredocsFromLine`
+/// finds nothing there; we join the two words instead.
 pub fn openers_in_line(line: &str) -> Result<Vec<Heredoc>, String> {
     let lex = Lexer { raw_quotes: true, raw_escapes: true, skip_unset: true, ..Lexer::new('\\') };
     let Ok(words) = lex.process_words(line, &NoVars) else { return Ok(Vec::new()) };
     let mut docs = Vec::new();
-    for w in words {
+    let mut words = words.into_iter();
+    while let Some(mut w) = words.next() {
+        let bare_chomp = w.trim_start_matches(|c: char| c.is_ascii_digit()) == "<<-";
+        if bare_chomp {
+            if let Some(next) = words.next() {
+                w = format!("{w} {next}");
+            }
+        }
         if let Some(h) = parse_opener(&w)? {
             docs.push(h);
         }
@@ -113,5 +126,15 @@ mod tests {
         assert!(parse_opener("<<EOF sh").unwrap().is_none());
         assert!(parse_opener("<<'EOF").is_err());
         assert_eq!(chomp("\t\ta\n\tb\nc\t\n"), "a\nb\nc\t\n");
+    }
+
+    #[test]
+    fn a_space_after_the_chomp_dash() {
+        let names = |l: &str| openers_in_line(l).unwrap().into_iter().map(|h| (h.name, h.chomp, h.fd)).collect::<Vec<_>>();
+        assert_eq!(names("RUN <<- EOF"), vec![("EOF".to_string(), true, 0)]);
+        assert_eq!(names("RUN 3<<-  'EOF' && x <<A"), vec![("EOF".to_string(), true, 3), ("A".to_string(), false, 0)]);
+        assert_eq!(names("RUN << -EOF"), vec![("-EOF".to_string(), false, 0)]);
+        assert!(names("RUN echo <<-").is_empty());
+        assert!(names("RUN echo '<<-' EOF").is_empty(), "a quoted <<- opens nothing");
     }
 }

@@ -46,7 +46,7 @@ pub struct Args {
     /// Add a label to the image (repeatable)
     #[arg(long = "label", value_name = "KEY=VALUE")]
     labels: Vec<String>,
-    /// Network of RUN steps: default (no network until ci-net networks exist: same as none), none, or host
+    /// Network of RUN steps. default: loopback only until ci-net provides bridges (for now the same as none: a network namespace of its own with only lo); none: loopback only; host: the host's network (its interfaces, routes and 127.0.0.1)
     #[arg(long, value_name = "MODE", default_value = "default", value_parser = ["default", "none", "host"])]
     network: String,
     /// Grant an entitlement the Dockerfile asks for: network.host (RUN --network=host), security.insecure (RUN --security=insecure)
@@ -115,6 +115,7 @@ pub fn run(g: &GlobalOpts, a: Args) -> Result<i32> {
         target: a.target.clone(),
         no_cache: a.no_cache,
         labels,
+        // No bridge networks yet (ci-net): `default` cannot reach outside, so it is `none`, as --help says.
         network: if a.network == "host" { Network::Host } else { Network::None },
         allow: a.allow.clone(),
         progress: build::progress::Mode::parse(if a.quiet { "quiet" } else { &a.progress })?,
