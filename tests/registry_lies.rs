@@ -132,7 +132,7 @@ fn relative_locations_with_a_query_are_followed_exactly() {
 
 #[test]
 fn a_redirect_to_another_port_gets_no_credentials() {
-    let Some(reg) = TestRegistry::start(RegistryOptions { htpasswd: Some(("ci".into(), "redir-pw".into())), tls: false }) else { return };
+    let Some(reg) = TestRegistry::start(RegistryOptions { htpasswd: Some(("ci".into(), "redir-pw".into())), tls: false, ..Default::default() }) else { return };
     let proxy = Proxy::start(&format!("http://{}", reg.host()), Lies::default());
     let root = TestRoot::new();
     let name = format!("{}/bb:1", proxy.host());
