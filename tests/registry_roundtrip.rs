@@ -306,9 +306,10 @@ fn push_of_an_image_object_on_stdin() {
     let ls = json_lines(&cmd(&root, "ci-build").args(["ls", "--format", "json"]).assert().success().get_output().stdout);
     assert_eq!((pushed[0]["id"].as_str(), pushed[0]["reference"].as_str(), pushed[0]["uploaded"].as_u64()), (ls[0]["id"].as_str(), Some(dest.as_str()), Some(2)));
     assert_eq!(skopeo_digest(&format!("docker://{dest}")), pushed[0]["digest"].as_str().unwrap());
-    // A second import is another image (its config has its own time), with the same layer: mounted.
+    // Another image (its config differs by a --change) with the same layer, pushed to its
+    // only name: the layer is mounted from the first repository.
     let mounts = reg.requests("POST", "mount=");
-    let again = pipe(r#""$1" import -t "$5" - < "$3" | "$2" -"#);
+    let again = pipe(r#""$1" import -c "ENV SECOND=1" -t "$5" - < "$3" | "$2" -"#);
     assert_eq!((again[0]["reference"].as_str(), again[0]["uploaded"].as_u64()), (Some(own.as_str()), Some(1)), "{again:?}");
     assert_eq!(reg.requests("POST", "mount="), mounts + 1);
     assert_eq!(skopeo_digest(&format!("docker://{own}")), again[0]["digest"].as_str().unwrap());
