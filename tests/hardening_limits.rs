@@ -7,6 +7,9 @@
 //! documented limit (4 MiB for manifests, serde_json's nesting limit of
 //! 128) with the tool's peak memory under 100 MiB, and the store unchanged.
 //!
+//! Also: a 200 MiB layer pushed to the real registry and pulled back, each
+//! tool's peak memory under the same 100 MiB (memory independent of layer size).
+//!
 //! Item 26: every invalid digest of the oci-digest corpus and every invalid
 //! reference of the image-reference corpus, given to each tool's arguments,
 //! is refused before any request, path or store write is made: the fake
@@ -243,6 +246,38 @@ fn archives_with_a_2_gib_manifest_or_index() {
     let cat = Command::new("cat").arg(&small).stdout(std::process::Stdio::piped()).spawn().unwrap();
     let r = run_measured(cmd(&root, "ci-pull", &["-"]), Input::Process(cat));
     check_failure(&root, &before, "ci-pull - with a 64 MiB manifest.json", &r, &["stdin: manifest.json is 67108864 bytes, more than the limit of 4194304"]);
+}
+
+/// A layer of 200 MiB that does not compress goes to the real registry and
+/// back with the tools' peak memory under 100 MiB: it streams (8 MiB chunks
+/// up, verified while streaming down), it is never held whole.
+#[test]
+fn a_200_mib_layer_is_pushed_and_pulled_in_flat_memory() {
+    let Some(reg) = ci_tests::registry::TestRegistry::start(Default::default()) else { return };
+    let src = TestRoot::new();
+    let tar = src.path().join("rootfs.tar");
+    if rootfs_tar_file(&tar, &mut Rng::new(seed("flat-memory")), 200).is_none() {
+        return;
+    }
+    let name = format!("{}/big:1", reg.host());
+    run(cmd(&src, "ci-build", &["import", "-t", &name, tar.to_str().unwrap()])).expect_ok("import");
+    std::fs::remove_file(&tar).unwrap();
+    let push = run(cmd(&src, "ci-push", &[&name])).expect_ok("push");
+    let pushed = one_object(&push.stdout);
+    assert_eq!(pushed["uploaded"], 2, "{pushed}");
+    let patches = reg.requests("PATCH", "/blobs/uploads/");
+    assert!(patches >= 25, "200 MiB in 8 MiB chunks, not {patches}");
+    let dst = TestRoot::new();
+    let pull = run(cmd(&dst, "ci-pull", &[&name])).expect_ok("pull");
+    assert_eq!(one_object(&pull.stdout)["digest"], pushed["digest"]);
+    let layer = std::fs::read_dir(dst.path().join("images/blobs/sha256")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).max().unwrap();
+    assert!(layer > 200 << 20, "the pulled layer is {layer} bytes");
+    eprintln!(
+        "{layer} bytes: push {:?}, peak {} KiB; pull {:?}, peak {} KiB",
+        push.elapsed, push.max_rss_kib, pull.elapsed, pull.max_rss_kib
+    );
+    assert!(push.max_rss_kib < RSS_LIMIT_KIB, "ci-push of a {layer}-byte layer: peak memory {} KiB", push.max_rss_kib);
+    assert!(pull.max_rss_kib < RSS_LIMIT_KIB, "ci-pull of a {layer}-byte layer: peak memory {} KiB", pull.max_rss_kib);
 }
 
 // ---- item 26: invalid names refused before anything is done with them ----

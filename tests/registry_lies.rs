@@ -5,7 +5,9 @@
 //! serves the same pull and it succeeds: a failed pull leaves nothing that
 //! gets in the way.
 
-use ci_tests::registry::proxy::{Lies, Proxy};
+mod hardening_common;
+
+use ci_tests::registry::proxy::{Lies, Proxy, Seen};
 use ci_tests::registry::{cmd, free_port, RegistryOptions, TestRegistry};
 use ci_tests::{json_lines, TestRoot};
 
@@ -130,7 +132,7 @@ fn relative_locations_with_a_query_are_followed_exactly() {
 
 #[test]
 fn a_redirect_to_another_port_gets_no_credentials() {
-    let Some(reg) = TestRegistry::start(RegistryOptions { htpasswd: Some(("ci".into(), "redir-pw".into())), tls: false }) else { return };
+    let Some(reg) = TestRegistry::start(RegistryOptions { htpasswd: Some(("ci".into(), "redir-pw".into())), tls: false, ..Default::default() }) else { return };
     let proxy = Proxy::start(&format!("http://{}", reg.host()), Lies::default());
     let root = TestRoot::new();
     let name = format!("{}/bb:1", proxy.host());
@@ -176,6 +178,29 @@ fn bearer_tokens_are_fetched_per_scope_and_cached() {
     std::fs::create_dir_all(ci_tests::registry::docker_config_dir(&fresh)).unwrap();
     std::fs::copy(ci_tests::registry::docker_config_dir(&root).join("config.json"), ci_tests::registry::docker_config_dir(&fresh).join("config.json")).unwrap();
     cmd(&fresh, "ci-pull").arg(&name).assert().success();
+
+    // Neither the token nor the password reaches --explain or an error (CVE-2019-13509):
+    // a push that uploads (a new repository, blobs mounted or sent), and a pull that fails
+    // after its token was granted.
+    let secrets = |all: &str| {
+        let basic = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "ci:tok-pw");
+        for leak in ["citoken-", "tok-pw", basic.as_str(), "authorization:"] {
+            assert!(!all.to_ascii_lowercase().contains(&leak.to_ascii_lowercase()), "{leak:?} leaked: {all}");
+        }
+    };
+    let fetches = proxy.token_fetches();
+    let out = cmd(&root, "ci-push").args(["--explain", &name, &format!("{}/third:1", proxy.host())]).assert().success();
+    let all = format!("{}{}", String::from_utf8_lossy(&out.get_output().stdout), stderr(&out));
+    assert!(proxy.token_fetches() > fetches && all.contains("token for repository:third:pull,push"), "tokens were used: {all}");
+    secrets(&all);
+    let e = cmd(&fresh, "ci-pull").args(["--explain", &format!("{}/team/app:nope", proxy.host())]).assert().failure();
+    let all = stderr(&e);
+    assert!(all.contains("no such image"), "{all}");
+    secrets(&all);
+    let e = cmd(&TestRoot::new(), "ci-push").args(["login", "--explain", "-u", "ci", "--password-stdin", &proxy.host()]).write_stdin("tok-pw-wrong\n").assert().failure();
+    let all = stderr(&e);
+    assert!(all.contains("refused the credentials of \"ci\""), "{all}");
+    assert!(!all.contains("tok-pw-wrong"), "the wrong password leaked: {all}");
 
     // An anonymous token service: pulls need no login.
     proxy.set_lies(Lies { bearer: Some(None), ..Default::default() });
@@ -242,4 +267,108 @@ fn malformed_archives_change_nothing() {
     assert_eq!(snapshot(&fresh), before);
     // And the good archive loads.
     cmd(&fresh, "ci-pull").arg(format!("docker-archive:{}", good.display())).assert().success();
+}
+
+/// An image of busybox and `mb` MiB of random bytes (a layer that does not compress).
+fn big_image(root: &TestRoot, name: &str, mb: usize) -> Option<String> {
+    let mut rng = hardening_common::Rng::new(hardening_common::seed(name));
+    let tar = hardening_common::rootfs_tar(&mut rng, mb)?;
+    let out = cmd(root, "ci-build").args(["import", "-t", name, "-"]).write_stdin(tar).assert().success();
+    Some(json_lines(&out.get_output().stdout)[0]["id"].as_str().unwrap().to_string())
+}
+
+/// The path and query of a URL (what a proxy sees as the request target).
+fn target_of(url: &str) -> &str {
+    url.find("://").map(|i| &url[i + 3..]).map(|rest| &rest[rest.find('/').unwrap_or(rest.len())..]).unwrap_or(url)
+}
+
+#[test]
+fn chunked_uploads_follow_each_location_and_resume_from_the_registrys_range() {
+    let Some(reg) = TestRegistry::start(RegistryOptions::default()) else { return };
+    // A layer of more than two 8 MiB chunks. PATCH 2 reaches the registry with only
+    // half its bytes (its Range says so); PATCH 4 is answered 416 (out of step).
+    let proxy = Proxy::start(&format!("http://{}", reg.host()), Lies { short_patch: Some(2), refuse_patch: Some(4), ..Default::default() });
+    let root = TestRoot::new();
+    let name = format!("{}/big:1", proxy.host());
+    let Some(id) = big_image(&root, &name, 20) else { return };
+    proxy.clear();
+    let out = cmd(&root, "ci-push").arg(&name).assert().success();
+    let pushed = json_lines(&out.get_output().stdout).remove(0);
+    assert_eq!(pushed["uploaded"], 2);
+
+    // The layer's upload session (the config follows, monolithic), request by request.
+    let seen = proxy.seen();
+    let start = seen.iter().position(|s| s.method == "POST").expect("an upload was started");
+    let end = start + seen[start..].iter().position(|s| s.method == "PUT").expect("the upload was closed");
+    let session: &[Seen] = &seen[start..=end];
+    let steps: Vec<(&str, u16)> = session.iter().map(|s| (s.method.as_str(), s.status)).collect();
+    assert_eq!(
+        steps,
+        [("POST", 202), ("PATCH", 202), ("PATCH", 202), ("PATCH", 202), ("PATCH", 416), ("GET", 204), ("PATCH", 202), ("PUT", 201)],
+        "{session:#?}"
+    );
+    // Each request goes to the Location the one before it was answered with (a 416
+    // has none: the client asks that same URL where the upload stands), and the
+    // registry answers a new Location every time.
+    let mut expect = session[0].location.clone().unwrap();
+    for s in &session[1..] {
+        assert!(s.target.starts_with(target_of(&expect)), "{} {} does not follow {expect}", s.method, s.target);
+        if let Some(l) = &s.location {
+            if s.method == "PATCH" {
+                assert_ne!(l, &expect, "a new Location");
+            }
+            expect = l.clone();
+        }
+    }
+    assert!(session.last().unwrap().target.contains("digest=sha256%3A") || session.last().unwrap().target.contains("digest=sha256:"), "{:?}", session.last());
+    // The bytes sent: chunk after chunk, the rest of chunk 2 from where the registry's
+    // Range ended, chunk 3 again from what the upload's status says it holds.
+    const M: u64 = 8 << 20;
+    let ranges: Vec<String> = session.iter().filter(|s| s.method == "PATCH").map(|s| s.content_range.clone().unwrap()).collect();
+    let from = |r: &str| r.split('-').next().unwrap().parse::<u64>().unwrap();
+    assert_eq!(&ranges[..3], [format!("0-{}", M - 1), format!("{M}-{}", 2 * M - 1), format!("{}-{}", M + M / 2, 2 * M - 1)]);
+    assert_eq!((from(&ranges[3]), from(&ranges[4])), (2 * M, 2 * M));
+    assert_eq!(ranges[3], ranges[4]);
+    assert_eq!(session[2].range.as_deref(), Some(format!("0-{}", M + M / 2 - 1).as_str()), "the registry kept half of chunk 2");
+    assert_eq!(session[5].range.as_deref(), Some(format!("0-{}", 2 * M - 1).as_str()), "the upload's status");
+
+    // What the registry assembled is the layer: it checked the digest at the PUT, and a pull gets the image back.
+    let fresh = TestRoot::new();
+    let p = json_lines(&cmd(&fresh, "ci-pull").arg(&name).assert().success().get_output().stdout).remove(0);
+    assert_eq!((p["id"].as_str(), &p["digest"]), (Some(id.as_str()), &pushed["digest"]));
+    cmd(&fresh, "ci-build").arg("fsck").assert().success();
+}
+
+#[test]
+fn a_mount_that_falls_back_to_an_upload_uploads_at_its_location() {
+    let Some((_reg, proxy, _root)) = setup() else { return };
+    let root = TestRoot::new();
+    let first = format!("{}/first:1", proxy.host());
+    if root.busybox_image(&first).is_none() {
+        return;
+    }
+    cmd(&root, "ci-push").arg(&first).assert().success();
+    // The registry cannot mount (202: an upload opened instead), and names the
+    // session relative to the POST's path (`UUID?_state=…`), not to /v2/.
+    proxy.set_lies(Lies { refuse_mounts: true, path_relative_location: true, ..Default::default() });
+    proxy.clear();
+    let second = format!("{}/second:1", proxy.host());
+    let out = cmd(&root, "ci-push").args([&first, &second]).assert().success();
+    assert_eq!(json_lines(&out.get_output().stdout)[0]["uploaded"], 2, "nothing was mounted, both blobs were sent");
+    let seen = proxy.seen();
+    let posts: Vec<&Seen> = seen.iter().filter(|s| s.method == "POST").collect();
+    assert_eq!(posts.len(), 2, "one mount attempt per blob, and its session used for the upload (no other POST): {seen:#?}");
+    for p in &posts {
+        assert!(p.target.contains("mount=") && p.target.contains("from=first") && p.status == 202, "{p:?}");
+        assert!(p.location.as_deref().is_some_and(|l| !l.starts_with('/') && !l.contains("://")), "a path-relative Location: {p:?}");
+    }
+    let uploads: Vec<&Seen> = seen.iter().filter(|s| matches!(s.method.as_str(), "PATCH" | "PUT" | "DELETE") && !s.target.contains("/manifests/")).collect();
+    assert!(uploads.iter().any(|s| s.method == "PUT"), "{seen:#?}");
+    for u in &uploads {
+        assert!(u.target.starts_with("/v2/second/blobs/uploads/") && (200..300).contains(&u.status), "{u:?}");
+    }
+    assert!(seen.iter().all(|s| s.status != 404 || s.method == "HEAD"), "a request went astray: {seen:#?}");
+    proxy.set_lies(Lies::default());
+    let p = json_lines(&cmd(&TestRoot::new(), "ci-pull").arg(&second).assert().success().get_output().stdout).remove(0);
+    assert_eq!(p["digest"], json_lines(&out.get_output().stdout)[0]["digest"]);
 }

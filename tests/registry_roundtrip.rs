@@ -210,3 +210,113 @@ fn archives_for_docker_load_and_from_skopeo() {
     let sk: Value = serde_json::from_str(&run_skopeo(&["inspect", &format!("oci:{}:v1", od.display())])).unwrap();
     assert_eq!(sk["Digest"], o["digest"]);
 }
+
+/// A manifest as the registry serves it for `accept`: its bytes.
+fn get_manifest(reg: &TestRegistry, repo_ref: &str, accept: &str) -> Vec<u8> {
+    let (repo, r) = repo_ref.split_once(':').unwrap();
+    let mut resp = ureq::get(format!("http://{}/v2/{repo}/manifests/{r}", reg.host())).header("accept", accept).call().expect("GET manifest");
+    resp.body_mut().read_to_vec().expect("manifest body")
+}
+
+#[test]
+fn docker_manifest_lists_choose_the_platform() {
+    const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+    const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+    let Some(reg) = TestRegistry::start(RegistryOptions::default()) else { return };
+    if !skopeo() {
+        return;
+    }
+    // Two different images, each pushed by skopeo as a Docker schema2 manifest.
+    let root = TestRoot::new();
+    let Some(host_id) = root.busybox_image("bb:1") else { return };
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(8);
+    h.set_mode(0o644);
+    b.append_data(&mut h, "platform", &b"ppc64le\n"[..]).unwrap();
+    let out = cmd(&root, "ci-build").args(["import", "-t", "other:1", "-"]).write_stdin(b.into_inner().unwrap()).assert().success();
+    let other_id = one(&out)["id"].as_str().unwrap().to_string();
+    let layout = root.path().join("layout");
+    let mut entries = Vec::new();
+    let host = ci_core::distribution::manifest::Platform::host();
+    for (tag, image, platform) in [
+        ("other", "other:1", serde_json::json!({"os": "linux", "architecture": "ppc64le"})),
+        ("host", "bb:1", serde_json::json!({"os": host.os, "architecture": host.architecture, "variant": host.variant})),
+    ] {
+        cmd(&root, "ci-push").args([image, &format!("oci:{}:{tag}", layout.display())]).assert().success();
+        run_skopeo(&["copy", "--format", "v2s2", "--dest-tls-verify=false", &format!("oci:{}:{tag}", layout.display()), &format!("docker://{}/ml:{tag}", reg.host())]);
+        let bytes = get_manifest(&reg, &format!("ml:{tag}"), DOCKER_MANIFEST);
+        let digest = ci_core::digest::Digest::sha256_of(&bytes).to_string();
+        assert_eq!(skopeo_digest(&format!("docker://{}/ml:{tag}", reg.host())), digest);
+        let mut p = platform;
+        if p["variant"].is_null() {
+            p.as_object_mut().unwrap().remove("variant");
+        }
+        entries.push(serde_json::json!({"mediaType": DOCKER_MANIFEST, "size": bytes.len(), "digest": digest, "platform": p}));
+    }
+    // The manifest list, put by hand (the other platform first: the choice must be made).
+    let list = serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "mediaType": DOCKER_LIST, "manifests": entries})).unwrap();
+    ureq::put(format!("http://{}/v2/ml/manifests/list", reg.host())).header("content-type", DOCKER_LIST).send(&list[..]).expect("PUT the manifest list");
+    let served: Value = serde_json::from_str(&run_skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{}/ml:list", reg.host())])).unwrap();
+    assert_eq!(served["mediaType"], DOCKER_LIST);
+
+    let name = format!("{}/ml:list", reg.host());
+    let fresh = TestRoot::new();
+    let got = one(&cmd(&fresh, "ci-pull").arg(&name).assert().success());
+    assert_eq!((got["id"].as_str(), &got["digest"]), (Some(host_id.as_str()), &entries[1]["digest"]), "this machine's platform ({host}), not the first entry");
+    let index: Value = serde_json::from_slice(&std::fs::read(fresh.path().join("images/index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"][0]["mediaType"], DOCKER_MANIFEST, "the chosen manifest is stored, not the list");
+    let ran = cmd(&fresh, "ci-run").args(["--rm", &name, "echo", "the host image"]).assert().success();
+    assert_eq!(String::from_utf8_lossy(&ran.get_output().stdout), "the host image\n");
+    let other = TestRoot::new();
+    let got = one(&cmd(&other, "ci-pull").args(["--platform", "linux/ppc64le", &name]).assert().success());
+    assert_eq!((got["id"].as_str(), &got["digest"]), (Some(other_id.as_str()), &entries[0]["digest"]));
+    let e = cmd(&other, "ci-pull").args(["--platform", "linux/s390x", &name]).assert().failure();
+    let err = String::from_utf8_lossy(&e.get_output().stderr).to_string();
+    assert!(err.contains("linux/s390x") && err.contains(&format!("linux/ppc64le, {host}")), "{err}");
+    cmd(&other, "ci-build").arg("fsck").assert().success();
+}
+
+#[test]
+fn push_of_an_image_object_on_stdin() {
+    let Some(reg) = TestRegistry::start(RegistryOptions::default()) else { return };
+    if !skopeo() {
+        return;
+    }
+    let root = TestRoot::new();
+    let Some(tar) = ci_tests::busybox_rootfs_tar() else { return };
+    let tar_path = root.path().join("rootfs.tar");
+    std::fs::write(&tar_path, tar).unwrap();
+    // A real pipe: `ci-build import … | ci-push - DEST`, and `ci-push -` to the image's own name.
+    let dest = format!("{}/piped/bb:1", reg.host());
+    let own = format!("{}/own/bb:2", reg.host());
+    let pipe = |script: &str| {
+        let out = std::process::Command::new("sh")
+            .args(["-c", script, "sh", ci_tests::tool_path("ci-build").to_str().unwrap(), ci_tests::tool_path("ci-push").to_str().unwrap(), tar_path.to_str().unwrap(), &dest, &own])
+            .env("CIROOT", root.path())
+            .env("DOCKER_CONFIG", ci_tests::registry::docker_config_dir(&root))
+            .env_remove("CIEXPLAIN")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+        json_lines(&out.stdout)
+    };
+    let pushed = pipe(r#""$1" import -t local/bb:1 - < "$3" | "$2" - "$4""#);
+    assert_eq!(pushed.len(), 1, "{pushed:?}");
+    let ls = json_lines(&cmd(&root, "ci-build").args(["ls", "--format", "json"]).assert().success().get_output().stdout);
+    assert_eq!((pushed[0]["id"].as_str(), pushed[0]["reference"].as_str(), pushed[0]["uploaded"].as_u64()), (ls[0]["id"].as_str(), Some(dest.as_str()), Some(2)));
+    assert_eq!(skopeo_digest(&format!("docker://{dest}")), pushed[0]["digest"].as_str().unwrap());
+    // Another image (its config differs by a --change) with the same layer, pushed to its
+    // only name: the layer is mounted from the first repository.
+    let mounts = reg.requests("POST", "mount=");
+    let again = pipe(r#""$1" import -c "ENV SECOND=1" -t "$5" - < "$3" | "$2" -"#);
+    assert_eq!((again[0]["reference"].as_str(), again[0]["uploaded"].as_u64()), (Some(own.as_str()), Some(1)), "{again:?}");
+    assert_eq!(reg.requests("POST", "mount="), mounts + 1);
+    assert_eq!(skopeo_digest(&format!("docker://{own}")), again[0]["digest"].as_str().unwrap());
+    // Something on stdin that is no image object is refused before any request.
+    let requests = reg.log().lines().filter(|l| l.contains("\"GET /v2/")).count();
+    let e = cmd(&root, "ci-push").args(["-", &dest]).write_stdin("not an object\n").assert().failure();
+    let err = String::from_utf8_lossy(&e.get_output().stderr).to_string();
+    assert!(err.contains("stdin"), "{err}");
+    assert_eq!(reg.log().lines().filter(|l| l.contains("\"GET /v2/")).count(), requests);
+}

@@ -556,22 +556,8 @@ pub fn crash_at(mut cmd: Command, point: &str) {
 
 /// A tar of a root filesystem: busybox plus `extra_mb` MiB of random bytes in /data.
 pub fn rootfs_tar(rng: &mut Rng, extra_mb: usize) -> Option<Vec<u8>> {
-    let bb = busybox()?;
     let mut b = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(tar::EntryType::Directory);
-    h.set_mode(0o755);
-    h.set_size(0);
-    b.append_data(&mut h, "bin", std::io::empty()).unwrap();
-    b.append_path_with_name(&bb, "bin/busybox").unwrap();
-    for (i, name) in ["sh", "cat", "true", "test", "md5sum", "wc", "sleep", "echo"].iter().enumerate() {
-        let mut l = tar::Header::new_gnu();
-        l.set_entry_type(tar::EntryType::Symlink);
-        l.set_mode(0o777);
-        l.set_size(0);
-        b.append_link(&mut l, format!("bin/{name}"), "busybox").unwrap();
-        let _ = i;
-    }
+    busybox_entries(&mut b)?;
     let mut data = vec![0u8; extra_mb << 20];
     rng.fill(&mut data);
     let mut f = tar::Header::new_gnu();
@@ -579,6 +565,49 @@ pub fn rootfs_tar(rng: &mut Rng, extra_mb: usize) -> Option<Vec<u8>> {
     f.set_size(data.len() as u64);
     b.append_data(&mut f, "data/random", &data[..]).unwrap();
     Some(b.into_inner().unwrap())
+}
+
+/// The same as a file, written as the random bytes are made: a big layer
+/// never held in the test's memory (which a tool spawned meanwhile would be
+/// charged for at its vfork, see [`peak_rss`]).
+pub fn rootfs_tar_file(path: &Path, rng: &mut Rng, extra_mb: usize) -> Option<()> {
+    let mut b = tar::Builder::new(std::io::BufWriter::new(std::fs::File::create(path).unwrap()));
+    busybox_entries(&mut b)?;
+    struct Random<'a>(&'a mut Rng, usize);
+    impl Read for Random<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(self.1) & !7;
+            let n = if n == 0 { buf.len().min(self.1) } else { n };
+            self.0.fill(&mut buf[..n]);
+            self.1 -= n;
+            Ok(n)
+        }
+    }
+    let mut f = tar::Header::new_gnu();
+    f.set_mode(0o644);
+    f.set_size((extra_mb << 20) as u64);
+    b.append_data(&mut f, "data/random", Random(rng, extra_mb << 20)).unwrap();
+    b.into_inner().unwrap().flush().unwrap();
+    Some(())
+}
+
+/// /bin/busybox and its links.
+fn busybox_entries<W: Write>(b: &mut tar::Builder<W>) -> Option<()> {
+    let bb = busybox()?;
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_mode(0o755);
+    h.set_size(0);
+    b.append_data(&mut h, "bin", std::io::empty()).unwrap();
+    b.append_path_with_name(&bb, "bin/busybox").unwrap();
+    for name in ["sh", "cat", "true", "test", "md5sum", "wc", "sleep", "echo"] {
+        let mut l = tar::Header::new_gnu();
+        l.set_entry_type(tar::EntryType::Symlink);
+        l.set_mode(0o777);
+        l.set_size(0);
+        b.append_link(&mut l, format!("bin/{name}"), "busybox").unwrap();
+    }
+    Some(())
 }
 
 /// Parse the single JSON object a tool printed.

@@ -6,6 +6,7 @@
 //! GET  /v2/NAME/blobs/DIGEST         a blob (may redirect to storage)
 //! HEAD /v2/NAME/blobs/DIGEST         does the registry have it?
 //! POST /v2/NAME/blobs/uploads/?mount=DIGEST&from=OTHER   cross-repository mount
+//!                                    → 201 mounted, or 202 + Location: upload there
 //! POST /v2/NAME/blobs/uploads/       start an upload → 202, Location
 //! PUT  LOCATION?digest=DIGEST        monolithic upload (the whole blob)
 //! PATCH LOCATION  Content-Range: a-b chunked upload → 202, new Location, Range
@@ -169,17 +170,37 @@ impl Source for RegistrySource<'_> {
     }
 }
 
+/// An upload session the registry opened: where to send the data, and the
+/// smallest chunk it takes (`OCI-Chunk-Min-Length`).
+struct Session {
+    loc: String,
+    min: u64,
+}
+
+impl Session {
+    /// The session a `202 Accepted` to `POST url` opened.
+    fn of(resp: &client::Response, url: &str) -> Option<Session> {
+        let loc = header(resp, "location")?;
+        let min = header(resp, "oci-chunk-min-length").and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0);
+        // Relative to the POST it answers, not to /v2/ (`uploads/<id>` and `<id>` are both seen).
+        Some(Session { loc: client::resolve(url, &loc), min })
+    }
+}
+
 /// Pushing to a repository of a registry.
 pub struct RegistryDest<'r> {
     pub reg: &'r Registry,
     pub reference: Reference,
     pub info: &'r Mutex<BlobInfo>,
     pub chunk: usize,
+    /// Sessions the registry opened when a mount fell back to an upload
+    /// (202): the spec's "upload here instead", used before opening new ones.
+    opened: Mutex<Vec<Session>>,
 }
 
 impl<'r> RegistryDest<'r> {
     pub fn new(reg: &'r Registry, reference: Reference, info: &'r Mutex<BlobInfo>) -> RegistryDest<'r> {
-        RegistryDest { reg, reference, info, chunk: CHUNK }
+        RegistryDest { reg, reference, info, chunk: CHUNK, opened: Mutex::new(Vec::new()) }
     }
 
     fn repo(&self) -> &str {
@@ -190,16 +211,18 @@ impl<'r> RegistryDest<'r> {
         vec![push_scope(self.repo())]
     }
 
-    /// POST an upload session: its Location and the registry's minimum chunk.
+    /// An upload session: one a failed mount left open, else a new one (POST).
     fn start_upload(&self) -> Result<(String, u64)> {
+        if let Some(s) = self.opened.lock().expect("sessions").pop() {
+            return Ok((s.loc, s.min));
+        }
         let url = self.reg.url(&format!("/v2/{}/blobs/uploads/", self.repo()));
         let resp = self.reg.send(Call::new(Method::POST, url.clone(), self.scopes()))?;
         let resp = client::expect(resp, &[StatusCode::ACCEPTED], "POST", &url)?;
-        let loc = header(&resp, "location")
+        let s = Session::of(&resp, &url)
             .ok_or_else(|| Error::Corrupt(format!("POST {url}: the registry answered 202 without a Location")))?;
-        let min = header(&resp, "oci-chunk-min-length").and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0);
         client::drain(resp);
-        Ok((client::resolve(&url, &loc), min))
+        Ok((s.loc, s.min))
     }
 
     /// PUT LOCATION?digest=D: close an upload, with `body` as its (last) data.
@@ -313,6 +336,8 @@ impl Dest for RegistryDest<'_> {
 
     fn mount(&self, d: &Digest) -> Result<Option<String>> {
         let sources: Vec<String> = self.info.lock().expect("blob info").repos_on(d, self.reg.host());
+        // The first session a refused mount opens is kept for the upload; later ones are closed.
+        let mut kept: Option<Session> = None;
         for from in sources.into_iter().filter(|r| r != self.repo()).take(3) {
             let url = self.reg.url(&format!(
                 "/v2/{}/blobs/uploads/?mount={}&from={}",
@@ -321,22 +346,38 @@ impl Dest for RegistryDest<'_> {
                 super::auth::query_escape(&from)
             ));
             let scopes = vec![push_scope(self.repo()), pull_scope(&from)];
-            let resp = self.reg.send(Call::new(Method::POST, url, scopes))?;
+            let resp = match self.reg.send(Call::new(Method::POST, url.clone(), scopes)) {
+                Ok(r) => r,
+                Err(e) => {
+                    if let Some(s) = kept {
+                        self.cancel(&s.loc);
+                    }
+                    return Err(e);
+                }
+            };
             match resp.status() {
                 StatusCode::CREATED => {
                     client::drain(resp);
+                    if let Some(s) = kept {
+                        self.cancel(&s.loc);
+                    }
                     return Ok(Some(from));
                 }
                 StatusCode::ACCEPTED => {
-                    // Not mounted (the spec's fallback): the registry opened an upload instead. Close it.
-                    let loc = header(&resp, "location");
+                    // Not mounted (the spec's fallback): the registry opened an upload instead.
+                    let s = Session::of(&resp, &url);
                     client::drain(resp);
-                    if let Some(l) = loc {
-                        self.cancel(&client::resolve(&self.reg.url("/v2/"), &l));
+                    match (s, &kept) {
+                        (Some(s), None) => kept = Some(s),
+                        (Some(s), Some(_)) => self.cancel(&s.loc),
+                        (None, _) => {}
                     }
                 }
                 _ => client::drain(resp),
             }
+        }
+        if let Some(s) = kept {
+            self.opened.lock().expect("sessions").push(s);
         }
         Ok(None)
     }
@@ -398,6 +439,15 @@ impl Dest for RegistryDest<'_> {
 
     fn seen(&self, d: &Digest) {
         self.info.lock().expect("blob info").add_location(d, self.reg.host(), self.repo());
+    }
+}
+
+impl Drop for RegistryDest<'_> {
+    /// Sessions left open (a push that failed before using them) are closed.
+    fn drop(&mut self) {
+        for s in std::mem::take(self.opened.get_mut().expect("sessions")) {
+            self.cancel(&s.loc);
+        }
     }
 }
 

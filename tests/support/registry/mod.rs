@@ -19,11 +19,15 @@ pub struct RegistryOptions {
     pub htpasswd: Option<(String, String)>,
     /// Serve HTTPS with a certificate from a fresh test CA.
     pub tls: bool,
+    /// Listen on this address instead of 127.0.0.1 (one the test gave a
+    /// network namespace of its own).
+    pub listen: Option<std::net::Ipv4Addr>,
 }
 
 pub struct TestRegistry {
     child: Child,
     dir: tempfile::TempDir,
+    addr: std::net::Ipv4Addr,
     pub port: u16,
     /// A directory holding `ca.crt` (for `--cert-dir`), when TLS is on.
     pub cert_dir: Option<PathBuf>,
@@ -76,9 +80,10 @@ impl TestRegistry {
             extra.push_str(&format!("auth:\n  htpasswd:\n    realm: ci-test\n    path: {}\n", dir.path().join("htpasswd").display()));
         }
         let cert_dir = opts.tls.then(|| make_certs(dir.path()));
+        let addr = opts.listen.unwrap_or(std::net::Ipv4Addr::LOCALHOST);
         for _attempt in 0..5 {
-            let port = free_port();
-            let mut http = format!("http:\n  addr: 127.0.0.1:{port}\n  secret: ci-test-secret\n");
+            let port = TcpListener::bind((addr, 0)).expect("bind a free port").local_addr().expect("local addr").port();
+            let mut http = format!("http:\n  addr: {addr}:{port}\n  secret: ci-test-secret\n");
             if opts.tls {
                 http.push_str(&format!("  tls:\n    certificate: {}\n    key: {}\n", dir.path().join("server.crt").display(), dir.path().join("server.key").display()));
             }
@@ -103,14 +108,14 @@ impl TestRegistry {
                 if let Ok(Some(_)) = child.try_wait() {
                     break; // it died: most likely another test took the port meanwhile
                 }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                if TcpStream::connect((addr, port)).is_ok() {
                     up = true;
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
             if up {
-                return Some(TestRegistry { child, dir, port, cert_dir });
+                return Some(TestRegistry { child, dir, addr, port, cert_dir });
             }
             let _ = child.kill();
             let _ = child.wait();
@@ -119,9 +124,22 @@ impl TestRegistry {
         panic!("docker-registry did not start in 5 attempts")
     }
 
-    /// `127.0.0.1:PORT`.
+    /// `127.0.0.1:PORT` (or the address it was told to listen on).
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.addr, self.port)
+    }
+
+    /// Trust the test CA the way docker does, in `/etc/docker/certs.d/HOST:PORT/ca.crt`
+    /// (ci has no override of that directory; the port is this registry's own, so no
+    /// other test uses the same one). Removed on drop, with the directories it made.
+    pub fn trust_in_certs_d(&self) -> CertsD {
+        let ca = self.cert_dir.as_ref().expect("a TLS registry").join("ca.crt");
+        let dir = Path::new(ci_core::distribution::tls::CERTS_D).join(self.host());
+        let made: Vec<PathBuf> = dir.ancestors().take_while(|d| !d.exists()).map(Path::to_path_buf).collect();
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        let guard = CertsD { file: dir.join("ca.crt"), made };
+        std::fs::copy(&ca, &guard.file).unwrap_or_else(|e| panic!("copy the CA to {}: {e}", guard.file.display()));
+        guard
     }
 
     /// The registry's own log (its access log counts the requests it served).
@@ -138,6 +156,23 @@ impl TestRegistry {
     /// The registry's storage directory.
     pub fn storage(&self) -> PathBuf {
         self.dir.path().join("data")
+    }
+}
+
+/// A CA placed in /etc/docker/certs.d by [`TestRegistry::trust_in_certs_d`].
+pub struct CertsD {
+    pub file: PathBuf,
+    /// The directories it created, deepest first.
+    made: Vec<PathBuf>,
+}
+
+impl Drop for CertsD {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.file);
+        // Only if empty: another test's registry may have its own directory beside ours.
+        for d in &self.made {
+            let _ = std::fs::remove_dir(d);
+        }
     }
 }
 

@@ -3,9 +3,10 @@
 //! ways hostile or broken registries do (SECURITY.md 2.5, 3.8): corrupt
 //! blobs, a wrong `Docker-Content-Digest`, a document that is both a
 //! manifest and an index, sizes that lie, relative `Location`s with a
-//! query, blob redirects to another port, a Bearer token service. It
-//! records every request (and whether it carried credentials), so tests
-//! can check what the client did. Plain std sockets; one thread per
+//! query, blob redirects to another port, a Bearer token service, chunked
+//! uploads that keep fewer bytes than sent or answer 416, mounts that fall
+//! back to an upload. It records every request (whether it carried
+//! credentials, and what was answered), so tests can check what the client did. Plain std sockets; one thread per
 //! connection; everything stops when the proxy is dropped.
 
 use std::collections::HashMap;
@@ -47,14 +48,32 @@ pub struct Lies {
     pub redirect_blobs: bool,
     /// Require Bearer tokens from this proxy's /token, which wants these Basic credentials (None: anonymous tokens).
     pub bearer: Option<Option<(String, String)>>,
+    /// Upload `Location`s as paths relative to the request's directory (`UUID?_state=…`).
+    pub path_relative_location: bool,
+    /// Relay the n-th PATCH (from 1, counted since the lies were set) with only
+    /// the first half of its body: the registry keeps less than was sent, and its
+    /// `Range` says so.
+    pub short_patch: Option<usize>,
+    /// Answer the n-th PATCH with 416 (out of step) without relaying it.
+    pub refuse_patch: Option<usize>,
+    /// Relay mount POSTs without `mount`/`from`: the registry opens an upload
+    /// (202) as it does for a blob it cannot mount.
+    pub refuse_mounts: bool,
 }
 
-/// One request as the proxy (or its storage server) received it.
+/// One request as the proxy (or its storage server) received it, and the answer.
 #[derive(Debug, Clone)]
 pub struct Seen {
     pub method: String,
     pub target: String,
     pub authorization: Option<String>,
+    /// The request's `Content-Range`.
+    pub content_range: Option<String>,
+    pub status: u16,
+    /// The `Location` answered, as the client got it.
+    pub location: Option<String>,
+    /// The `Range` answered.
+    pub range: Option<String>,
 }
 
 struct State {
@@ -67,6 +86,7 @@ struct State {
     stored: Mutex<HashMap<String, Vec<u8>>>,
     tokens: Mutex<HashMap<String, Vec<String>>>,
     token_fetches: AtomicUsize,
+    patches: AtomicUsize,
     agent: ureq::Agent,
 }
 
@@ -132,6 +152,7 @@ impl Proxy {
             stored: Mutex::default(),
             tokens: Mutex::default(),
             token_fetches: AtomicUsize::new(0),
+            patches: AtomicUsize::new(0),
             agent,
         });
         let stop = Arc::new(AtomicBool::new(false));
@@ -153,6 +174,7 @@ impl Proxy {
     }
     pub fn set_lies(&self, lies: Lies) {
         *self.state.lies.lock().unwrap() = lies;
+        self.state.patches.store(0, Ordering::SeqCst);
     }
     pub fn seen(&self) -> Vec<Seen> {
         self.state.seen.lock().unwrap().clone()
@@ -211,18 +233,25 @@ fn serve(conn: TcpStream, state: &State, stop: &AtomicBool, is_storage: bool) ->
             }
             Err(e) => return Err(e),
         };
-        let seen = Seen { method: req.method.clone(), target: req.target.clone(), authorization: req.header("authorization").map(str::to_string) };
         let resp = if is_storage {
-            state.storage_seen.lock().unwrap().push(seen);
             let id = req.target.trim_start_matches("/blob/").to_string();
             match state.stored.lock().unwrap().get(&id) {
                 Some(b) => Response::new(200, b.clone()).header("content-type", "application/octet-stream"),
                 None => Response::new(404, Vec::new()),
             }
         } else {
-            state.seen.lock().unwrap().push(seen);
             handle(&req, state)
         };
+        let seen = Seen {
+            method: req.method.clone(),
+            target: req.target.clone(),
+            authorization: req.header("authorization").map(str::to_string),
+            content_range: req.header("content-range").map(str::to_string),
+            status: resp.status,
+            location: resp.get("location").map(str::to_string),
+            range: resp.get("range").map(str::to_string),
+        };
+        if is_storage { &state.storage_seen } else { &state.seen }.lock().unwrap().push(seen);
         write_response(&mut out, &req, &resp)?;
         if resp.cut_at.is_some() {
             return Ok(()); // hang up mid-body
@@ -297,6 +326,7 @@ fn reason(status: u16) -> &'static str {
         307 => "Temporary Redirect",
         401 => "Unauthorized",
         404 => "Not Found",
+        416 => "Range Not Satisfiable",
         _ => "Status",
     }
 }
@@ -380,7 +410,8 @@ fn handle(req: &Request, state: &State) -> Response {
                 }
             }
             let n = state.token_fetches.fetch_add(1, Ordering::SeqCst);
-            let token = format!("tok{n}");
+            // Distinctive, so a test can grep any output for it.
+            let token = format!("citoken-{n}-d2f7a1c9e4");
             let scopes: Vec<String> = query_param(&req.target, "scope").iter().flat_map(|s| s.split(' ').map(str::to_string).collect::<Vec<_>>()).collect();
             state.tokens.lock().unwrap().insert(token.clone(), scopes);
             return Response::new(200, format!(r#"{{"token":"{token}","expires_in":300}}"#).into_bytes()).header("content-type", "application/json");
@@ -414,13 +445,39 @@ fn handle(req: &Request, state: &State) -> Response {
     }
     let is_blob_get = req.method == "GET" && path.contains("/blobs/sha256:");
     let is_manifest_get = req.method == "GET" && path.contains("/manifests/");
-    let mut resp = forward(req, state, lies.bearer.is_some());
+    let mut relayed = None;
+    if req.method == "PATCH" {
+        let n = state.patches.fetch_add(1, Ordering::SeqCst) + 1;
+        if lies.refuse_patch == Some(n) {
+            return Response::new(416, br#"{"errors":[{"code":"RANGE_INVALID","message":"invalid content range"}]}"#.to_vec())
+                .header("content-type", "application/json");
+        }
+        if lies.short_patch == Some(n) {
+            let start: usize = req.header("content-range").and_then(|r| r.split('-').next()).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+            let half = req.body.len() / 2;
+            let mut headers: Vec<(String, String)> = req.headers.iter().filter(|(k, _)| !k.eq_ignore_ascii_case("content-range")).cloned().collect();
+            headers.push(("Content-Range".into(), format!("{start}-{}", start + half - 1)));
+            relayed = Some(Request { method: req.method.clone(), target: req.target.clone(), headers, body: req.body[..half].to_vec() });
+        }
+    }
+    if lies.refuse_mounts && req.method == "POST" && req.target.contains("mount=") {
+        relayed = Some(Request { method: req.method.clone(), target: path.to_string(), headers: req.headers.clone(), body: req.body.clone() });
+    }
+    let mut resp = forward(relayed.as_ref().unwrap_or(req), state, lies.bearer.is_some());
     let upstream = state.upstream.clone();
     if let Some(loc) = resp.get("location").map(str::to_string) {
-        let mut l = loc.replace(&upstream, &format!("http://127.0.0.1:{}", state.port));
+        let own = format!("http://127.0.0.1:{}", state.port);
+        let mut l = loc.replace(&upstream, &own);
         if lies.relative_location && l.contains("/blobs/uploads/") {
-            l = l.replacen(&format!("http://127.0.0.1:{}", state.port), "", 1);
+            l = l.replacen(&own, "", 1);
             l.push_str(if l.contains('?') { "&lie=1" } else { "?lie=1" });
+        }
+        if lies.path_relative_location && l.contains("/blobs/uploads/") {
+            let dir = &path[..path.rfind('/').map(|i| i + 1).unwrap_or(0)];
+            let abs = l.strip_prefix(&own).unwrap_or(&l).to_string();
+            if let Some(rest) = abs.strip_prefix(dir) {
+                l = rest.to_string();
+            }
         }
         resp = resp.header("location", l);
     }
