@@ -247,3 +247,22 @@ fn hostile_image_configs() {
     assert!(!out.contains("HOST"));
     assert!(!out.lines().any(|l| l.starts_with("/dev/") && !l.contains("/etc/")), "no host directory is mounted: {out}");
 }
+
+/// CVE-2024-40635, CVE-2026-46680: an image's numeric `User` beyond 31 bits
+/// (or negative) is an error before anything runs, never uid 0.
+#[test]
+fn image_user_out_of_range_is_refused() {
+    let Some(t) = setup_images() else { return };
+    for (i, user) in ["4294967295", "2147483648", "4294967296:0", "0:4294967296", "99999999999999999999", "-1"].iter().enumerate() {
+        let tag = format!("user{i}:1");
+        t.import(&tag, &[&format!("USER {user}")]);
+        let o = t.run(&["--rm", &tag, "id", "-u"]);
+        assert_eq!(code(&o), 125, "USER {user}: ran, printing {:?}", text(&o.stdout));
+        assert!(text(&o.stdout).is_empty());
+        assert!(text(&o.stderr).contains("out of range"), "USER {user}: {}", text(&o.stderr));
+    }
+    // The largest id is fine, and is not root.
+    t.import("max:1", &["USER 2147483647:2147483647"]);
+    assert_eq!(t.out(&["--rm", "max:1", "sh", "-c", "id -u; id -g"]), "2147483647\n2147483647");
+    assert_eq!(std::fs::read_dir(t.root.path().join("containers")).unwrap().count(), 0);
+}

@@ -261,6 +261,66 @@ fn symlinked_special_directories_are_refused() {
     assert!(b.containers().is_empty(), "--rm leaves nothing, even after a refused start");
 }
 
+/// CVE-2025-52565, CVE-2025-31133, CVE-2026-41579: an image's own /dev
+/// entries, symlinks to host paths, never aim what ci-run mounts or
+/// creates there. Under -t, /dev/console is the container's pty (major 136)
+/// even when the image has /dev/console and /dev/pts as links to host
+/// paths or a /dev/pts of its own; a /dev/null link to a host file does
+/// not redirect the masks; /dev/shm -> / does not put /dev/shm on a root.
+#[test]
+fn image_dev_entries_redirect_nothing() {
+    let Some(b) = setup("containers") else { return };
+    let sentinel = b.root.path().join("host-sentinel");
+    std::fs::create_dir(&sentinel).unwrap();
+    std::fs::write(sentinel.join("file"), "host\n").unwrap();
+    let host_file = sentinel.join("file");
+    let unchanged = || {
+        assert_eq!(std::fs::read_to_string(&host_file).unwrap(), "host\n", "the host file is untouched");
+        let names: Vec<_> = std::fs::read_dir(&sentinel).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["file"], "nothing created in the host directory");
+    };
+    let console_check = "stat -L -c 'console %F %t' /dev/console; tty; echo via-console > /dev/console; \
+        grep ' /dev/console \\| /dev/pts ' /proc/self/mountinfo";
+    // 1. /dev/console and /dev/pts are links to host paths.
+    let r = b.variant("rootfs-dev-links");
+    std::os::unix::fs::symlink(&host_file, r.join("dev/console")).unwrap();
+    std::os::unix::fs::symlink(&sentinel, r.join("dev/pts")).unwrap();
+    // 2. A /dev/pts of the image's own, whose "0" and "ptmx" lead to the host file.
+    let r2 = b.variant("rootfs-dev-pts-dir");
+    std::fs::create_dir(r2.join("dev/pts")).unwrap();
+    std::os::unix::fs::symlink(&host_file, r2.join("dev/pts/0")).unwrap();
+    std::os::unix::fs::symlink(&host_file, r2.join("dev/pts/ptmx")).unwrap();
+    std::fs::write(r2.join("dev/console"), "").unwrap();
+    for rootfs in [&r, &r2] {
+        let out = b.run_in(rootfs, &["--rm", "-t"], &["sh", "-c", console_check]);
+        let s = text(&out.stdout);
+        assert!(out.status.success(), "{s} {}", text(&out.stderr));
+        assert!(s.contains("console character special file 88") && s.contains("/dev/pts/0") && s.contains("via-console"), "{s}");
+        let m = parse_mountinfo(&s);
+        assert_eq!(mount_at(&m, "/dev/console").dev, mount_at(&m, "/dev/pts").dev, "/dev/console is a pty of the container's devpts: {s}");
+        unchanged();
+    }
+    // 3. /dev/null -> a host file: the masks still hide, and hide with the real null device.
+    let r3 = b.variant("rootfs-devnull-host");
+    std::os::unix::fs::symlink(&host_file, r3.join("dev/null")).unwrap();
+    let out = b.run_in(&r3, &["--rm"], &["sh", "-c", "stat -c '%F %t:%T' /dev/null; wc -c < /proc/keys; cat /proc/keys; (echo x > /proc/keys) 2>&1; grep ' /proc/keys ' /proc/self/mountinfo"]);
+    let s = text(&out.stdout);
+    assert!(s.starts_with("character special file 1:3\n0\n") && !s.contains("host"), "{s} {}", text(&out.stderr));
+    unchanged();
+    // 4. /dev/shm -> /: the container's /dev/shm is its own tmpfs, not the host's root or its own.
+    let r4 = b.variant("rootfs-shm-root");
+    std::fs::create_dir(r4.join("dev/x")).unwrap();
+    std::os::unix::fs::symlink("/", r4.join("dev/shm")).unwrap();
+    let marker = format!("ci-shm-marker-{}", std::process::id());
+    let out = b.run_in(&r4, &["--rm"], &["sh", "-c", &format!("echo x > /dev/shm/{marker} && ls /dev/shm; test -e /{marker} && echo IN-ROOT; cat /proc/self/mountinfo")]);
+    let s = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(s.starts_with(&format!("{marker}\n")) && !s.contains("IN-ROOT"), "{s}");
+    assert_eq!(mount_at(&parse_mountinfo(&s), "/dev/shm").fstype, "tmpfs");
+    assert!(!std::path::Path::new(&format!("/{marker}")).exists() && !r4.join(&marker).exists(), "nothing written to a root");
+    assert!(b.containers().is_empty());
+}
+
 /// The root filesystem: writes go to the container's own layer; --read-only.
 #[test]
 fn writes_stay_in_the_container_and_read_only_root() {

@@ -131,6 +131,54 @@ fn hostile_users_never_become_root() {
     assert!(t.elapsed() < Duration::from_secs(5));
     assert_eq!(code(&out), 125);
     assert!(text(&out.stderr).contains("/etc/passwd") && text(&out.stderr).contains("character device"), "{}", text(&out.stderr));
+    // Entries whose ids overflow 32 or 31 bits are not users (never wrapped to 0).
+    let o = b.variant("rootfs-overflow");
+    let mut pw = std::fs::read_to_string(o.join("etc/passwd")).unwrap();
+    pw.push_str("big:x:4294967296:0::/:/bin/sh
+biggid:x:1000:4294967296::/:/bin/sh
+half:x:2147483648:0::/:/bin/sh
+");
+    std::fs::write(o.join("etc/passwd"), pw).unwrap();
+    for user in ["big", "biggid", "half"] {
+        let out = b.run_in(&o, &["--rm", "--user", user], &["id", "-u"]);
+        assert_eq!(code(&out), 125, "--user {user}: {}", text(&out.stdout));
+        assert!(text(&out.stderr).contains(&format!("unable to find user {user}")), "{}", text(&out.stderr));
+    }
+    // /etc/passwd leading to a host file, absolutely or by climbing with ..: resolved
+    // inside the root, where it does not exist. Were the host file read, app would be root.
+    let host = b.root.path().join("host-passwd");
+    std::fs::write(&host, "app:x:0:0:host:/:/bin/sh\n").unwrap();
+    let climb = format!("{}{}", "../".repeat(16), host.to_str().unwrap().trim_start_matches('/'));
+    for (name, to) in [("abs", host.to_str().unwrap().to_string()), ("climb", climb), ("shadow", "../../../../../etc/shadow".to_string())] {
+        let l = b.variant(&format!("rootfs-passwd-{name}"));
+        std::fs::remove_file(l.join("etc/passwd")).unwrap();
+        std::os::unix::fs::symlink(&to, l.join("etc/passwd")).unwrap();
+        let out = b.run_in(&l, &["--rm", "--user", "app"], &["id", "-u"]);
+        assert_eq!(code(&out), 125, "/etc/passwd -> {to}: {}", text(&out.stdout));
+        assert!(text(&out.stderr).contains("unable to find user app"), "/etc/passwd -> {to}: {}", text(&out.stderr));
+    }
+    // A 2 GiB /etc/passwd: refused at once, without reading it. ci-run runs
+    // under a 256 MiB address-space limit (it needs about 14 MiB): reading
+    // the file would fail its allocation and abort instead.
+    let big = b.variant("rootfs-passwd-big");
+    std::fs::File::options().write(true).open(big.join("etc/passwd")).unwrap().set_len(2 << 30).unwrap();
+    let mut c = b.command(&big, &["--rm", "--user", "app"], &["true"]);
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit in the child before exec.
+    unsafe {
+        c.pre_exec(|| {
+            let lim = libc::rlimit { rlim_cur: 256 << 20, rlim_max: 256 << 20 };
+            if libc::setrlimit(libc::RLIMIT_AS, &lim) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let t = Instant::now();
+    let out = c.output().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(5), "refused at once, took {:?}", t.elapsed());
+    assert_eq!(code(&out), 125, "{:?} {}", out.status, text(&out.stderr));
+    assert!(text(&out.stderr).contains("/etc/passwd") && text(&out.stderr).contains("refusing to read more than"), "{}", text(&out.stderr));
 }
 
 #[test]
