@@ -119,7 +119,10 @@ fn image_from_stdin() {
 }
 
 /// 20 containers at once from an image never unpacked before: all run, and
-/// its layer was unpacked exactly once.
+/// its layer was unpacked exactly once. Each ci-run says (--explain)
+/// whether it unpacked the layer or found it unpacked: one did, 19 found
+/// it. No half-unpacked directory is left in the store's tmp/, and the
+/// layer's record describes one complete unpack of the whole tar.
 #[test]
 fn twenty_concurrent_starts_unpack_once() {
     let Some(t) = setup_images() else { return };
@@ -129,7 +132,7 @@ fn twenty_concurrent_starts_unpack_once() {
         .map(|i| {
             Command::new(tool_path("ci-run"))
                 .env("CIROOT", t.root.path())
-                .args(["--rm", "fresh:1", "sh", "-c", &format!("echo n{i}")])
+                .args(["--rm", "--explain", "fresh:1", "sh", "-c", &format!("echo n{i}")])
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -137,13 +140,32 @@ fn twenty_concurrent_starts_unpack_once() {
                 .unwrap()
         })
         .collect();
+    let (mut unpacked, mut cached) = (0, 0);
     for (i, k) in kids.into_iter().enumerate() {
         let o = k.wait_with_output().unwrap();
         assert!(o.status.success(), "{i}: {}", text(&o.stderr));
         assert_eq!(text(&o.stdout).trim(), format!("n{i}"));
+        let e = text(&o.stderr);
+        let (u, c) = (e.matches(": unpack blob ").count(), e.matches(": already unpacked in ").count());
+        assert_eq!(u + c, 1, "{i} says once what it did with the layer:\n{e}");
+        unpacked += u;
+        cached += c;
     }
-    let layers: Vec<_> = std::fs::read_dir(t.root.path().join("layers")).unwrap().collect();
-    assert_eq!(layers.len(), 1, "one layer, unpacked once");
+    assert_eq!((unpacked, cached), (1, 19), "one ci-run unpacked the layer, the others found it");
+    let layers: Vec<_> = std::fs::read_dir(t.root.path().join("layers")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(layers.len(), 1, "one layer directory");
+    let mut inside: Vec<_> = std::fs::read_dir(&layers[0]).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    inside.sort();
+    assert_eq!(inside, ["diff", "layer.json"]);
+    let rec: serde_json::Value = serde_json::from_slice(&std::fs::read(layers[0].join("layer.json")).unwrap()).unwrap();
+    let hex = layers[0].file_name().unwrap().to_str().unwrap();
+    assert_eq!(rec["diff_id"], format!("sha256:{hex}"));
+    let tar = t.root.path().join("layer.tar");
+    std::fs::write(&tar, &t.tar).unwrap();
+    let entries = text(&Command::new("tar").arg("-tf").arg(&tar).output().unwrap().stdout).lines().count();
+    assert_eq!(rec["stats"]["entries"], entries, "the record is of one unpack of every entry: {rec}");
+    let tmp: Vec<_> = std::fs::read_dir(t.root.path().join("tmp")).map(|r| r.map(|e| e.unwrap().path()).collect()).unwrap_or_default();
+    assert!(tmp.is_empty(), "the store's tmp/ is empty: {tmp:?}");
     assert_eq!(std::fs::read_dir(t.root.path().join("containers")).unwrap().count(), 0);
 }
 
@@ -246,4 +268,23 @@ fn hostile_image_configs() {
     let out = t.out(&["--rm", "vol:1", "sh", "-c", "cat /proc/mounts; test -e /work && echo HOST; true"]);
     assert!(!out.contains("HOST"));
     assert!(!out.lines().any(|l| l.starts_with("/dev/") && !l.contains("/etc/")), "no host directory is mounted: {out}");
+}
+
+/// CVE-2024-40635, CVE-2026-46680: an image's numeric `User` beyond 31 bits
+/// (or negative) is an error before anything runs, never uid 0.
+#[test]
+fn image_user_out_of_range_is_refused() {
+    let Some(t) = setup_images() else { return };
+    for (i, user) in ["4294967295", "2147483648", "4294967296:0", "0:4294967296", "99999999999999999999", "-1"].iter().enumerate() {
+        let tag = format!("user{i}:1");
+        t.import(&tag, &[&format!("USER {user}")]);
+        let o = t.run(&["--rm", &tag, "id", "-u"]);
+        assert_eq!(code(&o), 125, "USER {user}: ran, printing {:?}", text(&o.stdout));
+        assert!(text(&o.stdout).is_empty());
+        assert!(text(&o.stderr).contains("out of range"), "USER {user}: {}", text(&o.stderr));
+    }
+    // The largest id is fine, and is not root.
+    t.import("max:1", &["USER 2147483647:2147483647"]);
+    assert_eq!(t.out(&["--rm", "max:1", "sh", "-c", "id -u; id -g"]), "2147483647\n2147483647");
+    assert_eq!(std::fs::read_dir(t.root.path().join("containers")).unwrap().count(), 0);
 }

@@ -42,19 +42,106 @@ fn host_files_and_mounts_are_not_visible() {
 }
 
 #[test]
-fn masked_and_readonly_paths() {
+fn masked_paths_read_empty() {
     let Some(b) = setup("containers") else { return };
     let out = b.sh(&[], "for p in /proc/kcore /proc/keys /proc/timer_list /proc/sched_debug /proc/interrupts; do \
         if [ -e $p ]; then echo \"$p $(wc -c < $p)\"; fi; done; \
-        for d in /proc/acpi /proc/scsi /sys/firmware /sys/devices/virtual/powercap; do if [ -d $d ]; then echo \"$d $(ls -A $d | wc -l)\"; fi; done; \
-        echo 1 > /proc/sys/kernel/core_pattern && echo WROTE-core_pattern; \
-        echo h > /proc/sysrq-trigger && echo WROTE-sysrq; \
-        touch /sys/kernel/x && echo WROTE-sys; true");
+        for d in /proc/acpi /proc/scsi /sys/firmware /sys/devices/virtual/powercap; do if [ -d $d ]; then echo \"$d $(ls -A $d | wc -l)\"; fi; done");
+    assert!(out.contains("/proc/keys ") && out.contains("/sys/firmware "), "the probes ran: {out}");
     for line in out.lines() {
         let (p, n) = line.rsplit_once(' ').unwrap();
         assert_eq!(n, "0", "{p} must read empty: {out}");
     }
-    assert!(!out.contains("WROTE"), "{out}");
+}
+
+/// The read-only paths (/proc/sys, /proc/irq, /proc/bus, /proc/sysrq-trigger)
+/// and /sys: each probe would succeed on a writable mount (an open for
+/// writing that writes nothing; for /sys, writing lo's own tx_queue_len
+/// back, with CAP_NET_ADMIN so that only the mount can refuse it), and
+/// does under --privileged, where docker mounts them writable.
+#[test]
+fn readonly_paths_and_sys_refuse_writes() {
+    let Some(b) = setup("containers") else { return };
+    // A file of /proc/bus that root may open for writing on a writable /proc.
+    let bus = std::fs::read_dir("/proc/bus/pci")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+        .map(|e| e.path())
+        .next()
+        .unwrap_or_else(|| "/proc/bus/input/devices".into());
+    assert!(bus.exists(), "no /proc/bus file to probe on this host");
+    let sysrq = std::path::Path::new("/proc/sysrq-trigger").exists();
+    let files = ["/proc/sys/kernel/core_pattern", "/proc/irq/default_smp_affinity", bus.to_str().unwrap(), "/proc/sysrq-trigger"];
+    let probe = format!(
+        "for f in {}; do (: >> $f) 2>&1 && echo \"OPENED $f\"; done; \
+         v=$(cat /sys/class/net/lo/tx_queue_len); (echo $v > /sys/class/net/lo/tx_queue_len) 2>&1 && echo WROTE-sys; \
+         cat /proc/self/mountinfo",
+        files.join(" ")
+    );
+    let out = b.sh(&["--cap-add", "NET_ADMIN"], &probe);
+    for f in &files[..3] {
+        assert!(out.contains(&format!("{f}: Read-only file system")), "{f}: {out}");
+    }
+    if sysrq {
+        assert!(out.contains("/proc/sysrq-trigger: Read-only file system"), "{out}");
+    } else {
+        // This kernel has no magic SysRq (CONFIG_MAGIC_SYSRQ off): nothing to write to, inside either.
+        assert!(out.contains("can't create /proc/sysrq-trigger"), "{out}");
+    }
+    assert!(out.contains("tx_queue_len: Read-only file system") && !out.contains("WROTE") && !out.contains("OPENED"), "{out}");
+    let m = parse_mountinfo(&out);
+    assert_eq!(mount_at(&m, "/sys").fstype, "sysfs");
+    for p in ["/sys", "/proc/sys", "/proc/irq", "/proc/bus"] {
+        assert!(mount_at(&m, p).options.iter().any(|o| o == "ro"), "{p} is mounted read-only: {out}");
+    }
+    // The same probes get through where the mounts are writable.
+    let out = b.sh(&["--privileged"], &probe);
+    for f in &files[..if sysrq { 4 } else { 3 }] {
+        assert!(out.contains(&format!("OPENED {f}")), "--privileged: {f}: {out}");
+    }
+    assert!(out.contains("WROTE-sys"), "--privileged: /sys is writable, as docker's: {out}");
+}
+
+/// /dev is our own tmpfs with exactly docker's device nodes, a devpts
+/// instance of its own, /dev/shm and /dev/mqueue; /dev/console only with -t.
+#[test]
+fn dev_holds_the_standard_devices_and_mounts() {
+    let Some(b) = setup("containers") else { return };
+    // While the host has a pty open, the container's devpts shows none of them.
+    let host_pty = nix::pty::openpty(None, None).unwrap();
+    let host_pts = nix::unistd::ttyname(&host_pty.slave).unwrap();
+    let out = b.sh(&[], "for d in null zero full random urandom tty; do stat -c \"%n %F %t:%T %a\" /dev/$d; done; \
+        (echo x > /dev/full) 2>&1; echo \"null:$(wc -c < /dev/null) zero:$(head -c 3 /dev/zero | od -An -tx1)\"; \
+        echo \"pts:$(ls /dev/pts | tr '\\n' ' ')\"; echo \"ptmx:$(readlink /dev/ptmx)\"; \
+        test -e /dev/console && echo CONSOLE; echo data > /dev/shm/f && echo shm-ok; cat /proc/self/mountinfo");
+    for want in [
+        "/dev/null character special file 1:3 666",
+        "/dev/zero character special file 1:5 666",
+        "/dev/full character special file 1:7 666",
+        "/dev/random character special file 1:8 666",
+        "/dev/urandom character special file 1:9 666",
+        "/dev/tty character special file 5:0 666",
+        "write error: No space left on device",
+        "null:0 zero: 00 00 00",
+        "pts:ptmx \n",
+        "ptmx:pts/ptmx",
+        "shm-ok",
+    ] {
+        assert!(out.contains(want), "{want:?} in {out}");
+    }
+    assert!(!out.contains("CONSOLE"), "/dev/console exists only with -t: {out}");
+    let m = parse_mountinfo(&out);
+    for (p, fstype) in [("/dev", "tmpfs"), ("/dev/shm", "tmpfs"), ("/dev/mqueue", "mqueue"), ("/dev/pts", "devpts")] {
+        assert_eq!(mount_at(&m, p).fstype, fstype, "{p}: {out}");
+    }
+    // newinstance: a devpts superblock of its own, none of the host's.
+    let host = parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").unwrap());
+    let pts = &mount_at(&m, "/dev/pts").dev;
+    assert!(host.iter().filter(|h| h.fstype == "devpts").all(|h| &h.dev != pts), "the container's devpts {pts} is not the host's");
+    assert!(host_pts.exists());
 }
 
 #[test]
@@ -172,6 +259,66 @@ fn symlinked_special_directories_are_refused() {
     let s = text(&out.stdout);
     assert!(s.contains("character special file 1:3") && s.contains("refused"), "{s} {}", text(&out.stderr));
     assert!(b.containers().is_empty(), "--rm leaves nothing, even after a refused start");
+}
+
+/// CVE-2025-52565, CVE-2025-31133, CVE-2026-41579: an image's own /dev
+/// entries, symlinks to host paths, never aim what ci-run mounts or
+/// creates there. Under -t, /dev/console is the container's pty (major 136)
+/// even when the image has /dev/console and /dev/pts as links to host
+/// paths or a /dev/pts of its own; a /dev/null link to a host file does
+/// not redirect the masks; /dev/shm -> / does not put /dev/shm on a root.
+#[test]
+fn image_dev_entries_redirect_nothing() {
+    let Some(b) = setup("containers") else { return };
+    let sentinel = b.root.path().join("host-sentinel");
+    std::fs::create_dir(&sentinel).unwrap();
+    std::fs::write(sentinel.join("file"), "host\n").unwrap();
+    let host_file = sentinel.join("file");
+    let unchanged = || {
+        assert_eq!(std::fs::read_to_string(&host_file).unwrap(), "host\n", "the host file is untouched");
+        let names: Vec<_> = std::fs::read_dir(&sentinel).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["file"], "nothing created in the host directory");
+    };
+    let console_check = "stat -L -c 'console %F %t' /dev/console; tty; echo via-console > /dev/console; \
+        grep ' /dev/console \\| /dev/pts ' /proc/self/mountinfo";
+    // 1. /dev/console and /dev/pts are links to host paths.
+    let r = b.variant("rootfs-dev-links");
+    std::os::unix::fs::symlink(&host_file, r.join("dev/console")).unwrap();
+    std::os::unix::fs::symlink(&sentinel, r.join("dev/pts")).unwrap();
+    // 2. A /dev/pts of the image's own, whose "0" and "ptmx" lead to the host file.
+    let r2 = b.variant("rootfs-dev-pts-dir");
+    std::fs::create_dir(r2.join("dev/pts")).unwrap();
+    std::os::unix::fs::symlink(&host_file, r2.join("dev/pts/0")).unwrap();
+    std::os::unix::fs::symlink(&host_file, r2.join("dev/pts/ptmx")).unwrap();
+    std::fs::write(r2.join("dev/console"), "").unwrap();
+    for rootfs in [&r, &r2] {
+        let out = b.run_in(rootfs, &["--rm", "-t"], &["sh", "-c", console_check]);
+        let s = text(&out.stdout);
+        assert!(out.status.success(), "{s} {}", text(&out.stderr));
+        assert!(s.contains("console character special file 88") && s.contains("/dev/pts/0") && s.contains("via-console"), "{s}");
+        let m = parse_mountinfo(&s);
+        assert_eq!(mount_at(&m, "/dev/console").dev, mount_at(&m, "/dev/pts").dev, "/dev/console is a pty of the container's devpts: {s}");
+        unchanged();
+    }
+    // 3. /dev/null -> a host file: the masks still hide, and hide with the real null device.
+    let r3 = b.variant("rootfs-devnull-host");
+    std::os::unix::fs::symlink(&host_file, r3.join("dev/null")).unwrap();
+    let out = b.run_in(&r3, &["--rm"], &["sh", "-c", "stat -c '%F %t:%T' /dev/null; wc -c < /proc/keys; cat /proc/keys; (echo x > /proc/keys) 2>&1; grep ' /proc/keys ' /proc/self/mountinfo"]);
+    let s = text(&out.stdout);
+    assert!(s.starts_with("character special file 1:3\n0\n") && !s.contains("host"), "{s} {}", text(&out.stderr));
+    unchanged();
+    // 4. /dev/shm -> /: the container's /dev/shm is its own tmpfs, not the host's root or its own.
+    let r4 = b.variant("rootfs-shm-root");
+    std::fs::create_dir(r4.join("dev/x")).unwrap();
+    std::os::unix::fs::symlink("/", r4.join("dev/shm")).unwrap();
+    let marker = format!("ci-shm-marker-{}", std::process::id());
+    let out = b.run_in(&r4, &["--rm"], &["sh", "-c", &format!("echo x > /dev/shm/{marker} && ls /dev/shm; test -e /{marker} && echo IN-ROOT; cat /proc/self/mountinfo")]);
+    let s = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(s.starts_with(&format!("{marker}\n")) && !s.contains("IN-ROOT"), "{s}");
+    assert_eq!(mount_at(&parse_mountinfo(&s), "/dev/shm").fstype, "tmpfs");
+    assert!(!std::path::Path::new(&format!("/{marker}")).exists() && !r4.join(&marker).exists(), "nothing written to a root");
+    assert!(b.containers().is_empty());
 }
 
 /// The root filesystem: writes go to the container's own layer; --read-only.

@@ -131,6 +131,54 @@ fn hostile_users_never_become_root() {
     assert!(t.elapsed() < Duration::from_secs(5));
     assert_eq!(code(&out), 125);
     assert!(text(&out.stderr).contains("/etc/passwd") && text(&out.stderr).contains("character device"), "{}", text(&out.stderr));
+    // Entries whose ids overflow 32 or 31 bits are not users (never wrapped to 0).
+    let o = b.variant("rootfs-overflow");
+    let mut pw = std::fs::read_to_string(o.join("etc/passwd")).unwrap();
+    pw.push_str("big:x:4294967296:0::/:/bin/sh
+biggid:x:1000:4294967296::/:/bin/sh
+half:x:2147483648:0::/:/bin/sh
+");
+    std::fs::write(o.join("etc/passwd"), pw).unwrap();
+    for user in ["big", "biggid", "half"] {
+        let out = b.run_in(&o, &["--rm", "--user", user], &["id", "-u"]);
+        assert_eq!(code(&out), 125, "--user {user}: {}", text(&out.stdout));
+        assert!(text(&out.stderr).contains(&format!("unable to find user {user}")), "{}", text(&out.stderr));
+    }
+    // /etc/passwd leading to a host file, absolutely or by climbing with ..: resolved
+    // inside the root, where it does not exist. Were the host file read, app would be root.
+    let host = b.root.path().join("host-passwd");
+    std::fs::write(&host, "app:x:0:0:host:/:/bin/sh\n").unwrap();
+    let climb = format!("{}{}", "../".repeat(16), host.to_str().unwrap().trim_start_matches('/'));
+    for (name, to) in [("abs", host.to_str().unwrap().to_string()), ("climb", climb), ("shadow", "../../../../../etc/shadow".to_string())] {
+        let l = b.variant(&format!("rootfs-passwd-{name}"));
+        std::fs::remove_file(l.join("etc/passwd")).unwrap();
+        std::os::unix::fs::symlink(&to, l.join("etc/passwd")).unwrap();
+        let out = b.run_in(&l, &["--rm", "--user", "app"], &["id", "-u"]);
+        assert_eq!(code(&out), 125, "/etc/passwd -> {to}: {}", text(&out.stdout));
+        assert!(text(&out.stderr).contains("unable to find user app"), "/etc/passwd -> {to}: {}", text(&out.stderr));
+    }
+    // A 2 GiB /etc/passwd: refused at once, without reading it. ci-run runs
+    // under a 256 MiB address-space limit (it needs about 14 MiB): reading
+    // the file would fail its allocation and abort instead.
+    let big = b.variant("rootfs-passwd-big");
+    std::fs::File::options().write(true).open(big.join("etc/passwd")).unwrap().set_len(2 << 30).unwrap();
+    let mut c = b.command(&big, &["--rm", "--user", "app"], &["true"]);
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit in the child before exec.
+    unsafe {
+        c.pre_exec(|| {
+            let lim = libc::rlimit { rlim_cur: 256 << 20, rlim_max: 256 << 20 };
+            if libc::setrlimit(libc::RLIMIT_AS, &lim) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let t = Instant::now();
+    let out = c.output().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(5), "refused at once, took {:?}", t.elapsed());
+    assert_eq!(code(&out), 125, "{:?} {}", out.status, text(&out.stderr));
+    assert!(text(&out.stderr).contains("/etc/passwd") && text(&out.stderr).contains("refusing to read more than"), "{}", text(&out.stderr));
 }
 
 #[test]
@@ -213,17 +261,78 @@ fn proc_self_exe_cannot_reach_the_host_binary() {
     assert_eq!(std::fs::read(&bin).unwrap(), before, "ci-run on the host is unchanged");
 }
 
-/// -it under a real pty: typed lines are echoed and run; Ctrl-C reaches the container.
+/// `ci-run -it` driven from a real pty of the test's own (its slave is
+/// ci-run's stdio and controlling terminal). It proves:
+/// - ci-run puts the outer terminal in raw mode while the container runs,
+///   and restores it after;
+/// - the container has a pty of its own (from its devpts, also its
+///   /dev/console) in cooked mode, with the outer window size;
+/// - a later window-size change reaches it, and the container sees SIGWINCH;
+/// - a typed line is echoed once: by the container's pty, not also by ours;
+/// - Ctrl-C becomes SIGINT from the container's line discipline: it reaches
+///   a child in the container's foreground process group, which a signal
+///   forwarded by ci-run (to PID 1 only) never does.
 #[test]
-fn terminal_echo_and_ctrl_c() {
+fn terminal_raw_mode_window_size_echo_and_ctrl_c() {
+    use nix::sys::termios::{tcgetattr, LocalFlags};
     let Some(b) = setup("containers") else { return };
-    let run_pty = |script: &str, input: &[&[u8]], expect: &[&str]| -> (String, i32) {
-        let pty = nix::pty::openpty(None, None).unwrap();
+    let script = r#"trap 'echo "winch:$(stty size)"' WINCH
+echo "size:$(stty size)"
+echo "tty:$(tty) console:$(stat -L -c '%F %t:%T' /dev/console) fd0:$(stat -L -c '%t:%T' /proc/self/fd/0)"
+for f in $(stty -a); do case "$f" in icanon|-icanon|isig|-isig|echo|-echo) echo "mode:$f";; esac; done
+echo ready
+while [ "$(stty size)" != "50 132" ]; do sleep 0.05; done
+read line
+echo "got:${#line}"
+exit 5"#;
+    let mut t = PtySession::start(&b, script, (37, 101));
+    t.wait_for("ready");
+    let lflags = tcgetattr(&t.master).unwrap().local_flags;
+    assert!(!lflags.intersects(LocalFlags::ICANON | LocalFlags::ECHO | LocalFlags::ISIG), "ci-run put its terminal in raw mode: {lflags:?}");
+    assert!(t.seen.contains("size:37 101"), "the container's pty has the outer window size: {:?}", t.seen);
+    for want in ["tty:/dev/pts/0 ", "console:character special file 88:0 fd0:88:0", "mode:icanon", "mode:isig", "mode:echo"] {
+        assert!(t.seen.contains(want), "{want:?} in {:?}", t.seen);
+    }
+    // A window-size change on our pty: ci-run gets SIGWINCH, passes the size on, and the container gets SIGWINCH.
+    t.resize(50, 132);
+    t.wait_for("winch:50 132");
+    t.master.write_all(b"typed-xyz\r").unwrap();
+    t.wait_for("got:9");
+    let (seen, code) = t.finish();
+    assert!(!seen.contains("winch:37 101"), "the size was set before the command started, not changed under it: {seen:?}");
+    assert_eq!(seen.matches("typed-xyz").count(), 1, "the typed line is echoed exactly once: {seen:?}");
+    assert_eq!(code, 5, "{seen:?}");
+    // Ctrl-C: the container's child (not PID 1) traps SIGINT; PID 1 reports how it ended.
+    // (PID 1 traps it too, as shells otherwise exit on SIGINT once their child is done.)
+    let script = r#"trap 'echo pid1-int' INT; sh -c 'trap "echo child-int; exit 7" INT; echo ready; while :; do sleep 0.05; done'; echo "after:$?"; exit 9"#;
+    let mut t = PtySession::start(&b, script, (24, 80));
+    t.wait_for("ready");
+    t.master.write_all(b"\x03").unwrap();
+    t.wait_for("after:7");
+    let (seen, code) = t.finish();
+    assert!(seen.contains("child-int") && seen.contains("pid1-int"), "the whole foreground process group got SIGINT: {seen:?}");
+    assert_eq!(code, 9, "{seen:?}");
+    assert!(b.containers().is_empty());
+}
+
+/// `ci-run --rm -it SCRIPT` on a new pty of the test (window size `rows` x `cols`).
+struct PtySession {
+    master: std::fs::File,
+    child: Running,
+    seen: String,
+    deadline: Instant,
+}
+
+impl PtySession {
+    fn start(b: &Bench, script: &str, (rows, cols): (u16, u16)) -> PtySession {
+        use std::os::unix::process::CommandExt;
+        let ws = nix::pty::Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+        let pty = nix::pty::openpty(Some(&ws), None).unwrap();
         let slave = pty.slave;
         let mut c = b.command(&b.rootfs, &["--rm", "-it"], &["sh", "-c", script]);
         let s = std::os::fd::AsRawFd::as_raw_fd(&slave);
         c.stdin(Stdio::from(slave.try_clone().unwrap())).stdout(Stdio::from(slave.try_clone().unwrap())).stderr(Stdio::from(slave.try_clone().unwrap()));
-        use std::os::unix::process::CommandExt;
+        // SAFETY: setsid and ioctl in the child before exec: our pty becomes ci-run's controlling terminal.
         unsafe {
             c.pre_exec(move || {
                 libc::setsid();
@@ -231,35 +340,48 @@ fn terminal_echo_and_ctrl_c() {
                 Ok(())
             });
         }
-        let mut child = Running(c.spawn().unwrap());
+        let child = Running(c.spawn().unwrap());
         drop(slave);
-        let mut master = std::fs::File::from(pty.master);
-        let mut seen = String::new();
+        PtySession { master: std::fs::File::from(pty.master), child, seen: String::new(), deadline: Instant::now() + Duration::from_secs(20) }
+    }
+
+    /// Read what the terminal shows until `want` appears (bounded).
+    fn wait_for(&mut self, want: &str) {
+        use std::os::fd::AsFd;
         let mut buf = [0u8; 4096];
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut wait_for = |want: &str, master: &mut std::fs::File, seen: &mut String| {
-            while !seen.contains(want) {
-                assert!(Instant::now() < deadline, "waiting for {want:?}; saw {seen:?}");
-                let n = master.read(&mut buf).unwrap_or(0);
-                if n == 0 {
-                    break;
-                }
-                seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        while !self.seen.contains(want) {
+            assert!(Instant::now() < self.deadline, "waiting for {want:?}; the terminal showed {:?}", self.seen);
+            let mut fds = [nix::poll::PollFd::new(self.master.as_fd(), nix::poll::PollFlags::POLLIN)];
+            if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)).unwrap_or(0) == 0 {
+                continue;
             }
-        };
-        wait_for(expect[0], &mut master, &mut seen);
-        for (i, inp) in input.iter().enumerate() {
-            master.write_all(inp).unwrap();
-            wait_for(expect[i + 1], &mut master, &mut seen);
+            match self.master.read(&mut buf) {
+                Ok(0) | Err(_) => panic!("the terminal closed before {want:?} appeared; it showed {:?}", self.seen),
+                Ok(n) => self.seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
         }
-        let status = child.0.wait().unwrap();
-        (seen, status.code().unwrap_or(-1))
-    };
-    // A shell that reads a line: the echo of what we type, then its output.
-    let (seen, code) = run_pty("echo ready; read line; echo \"got:$line\"; tty; exit 5", &[b"hello pty\r"], &["ready", "got:hello pty"]);
-    assert!(seen.contains("hello pty"), "typed text is echoed: {seen:?}");
-    assert_eq!(code, 5, "{seen:?}");
-    // Ctrl-C: the terminal turns it into SIGINT for the container.
-    let (seen, code) = run_pty("trap 'echo got-int; exit 7' INT; echo ready; while :; do sleep 0.05; done", &[b"\x03"], &["ready", "got-int"]);
-    assert_eq!(code, 7, "{seen:?}");
+    }
+
+    fn resize(&self, rows: u16, cols: u16) {
+        let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+        // SAFETY: TIOCSWINSZ with a valid winsize on our master.
+        assert_eq!(unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&self.master), libc::TIOCSWINSZ, &ws) }, 0);
+    }
+
+    /// Wait for ci-run to exit; everything the terminal showed, and the exit status.
+    fn finish(mut self) -> (String, i32) {
+        let status = self.child.0.wait().unwrap();
+        let mut buf = [0u8; 4096];
+        // The rest of the output (EIO once the last slave is closed).
+        while let Ok(n) = self.master.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            self.seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        let lflags = nix::sys::termios::tcgetattr(&self.master).unwrap().local_flags;
+        use nix::sys::termios::LocalFlags;
+        assert!(lflags.contains(LocalFlags::ICANON | LocalFlags::ECHO | LocalFlags::ISIG), "ci-run restored its terminal: {lflags:?}");
+        (self.seen, status.code().unwrap_or(-1))
+    }
 }

@@ -112,3 +112,34 @@ pub fn wait_for_file(p: &Path) -> Vec<u8> {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
+
+/// One line of /proc/PID/mountinfo.
+#[derive(Debug, Clone)]
+pub struct MountInfo {
+    /// `major:minor` of the filesystem.
+    pub dev: String,
+    pub mount_point: String,
+    /// Per-mount options (`ro,nosuid,…`).
+    pub options: Vec<String>,
+    pub fstype: String,
+}
+
+pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
+    text.lines()
+        .filter_map(|l| {
+            let (before, after) = l.split_once(" - ")?;
+            let f: Vec<&str> = before.split(' ').collect();
+            Some(MountInfo {
+                dev: f.get(2)?.to_string(),
+                mount_point: f.get(4)?.to_string(),
+                options: f.get(5)?.split(',').map(str::to_string).collect(),
+                fstype: after.split(' ').next()?.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// The mount at `point` that is on top (the last one listed).
+pub fn mount_at<'a>(mounts: &'a [MountInfo], point: &str) -> &'a MountInfo {
+    mounts.iter().rev().find(|m| m.mount_point == point).unwrap_or_else(|| panic!("nothing mounted at {point}: {mounts:#?}"))
+}

@@ -64,6 +64,12 @@ fn setup(master: OwnedFd, console: bool) -> Result<OwnedFd> {
         let tree = sys::open_tree(slave.as_fd(), Path::new(""), sys::OPEN_TREE_CLONE | sys::AT_EMPTY_PATH).ctx("clone pty slave for", "/dev/console")?;
         sys::move_mount_fd(tree.as_fd(), console.as_fd()).ctx("bind pty slave on", "/dev/console")?;
     }
+    // Still ours until the dup2 below: ci-run's stdout, the user's terminal
+    // when there is one. Its size is set before the command starts, so a
+    // program that asks at once never sees 0x0 (the later copy in
+    // `supervise` is then no change, and sends no SIGWINCH).
+    // SAFETY: fd 1 is open (a closed fd only makes the ioctl fail).
+    copy_window_size(unsafe { BorrowedFd::borrow_raw(1) }, master.as_fd());
     nix::unistd::setsid().map_err(|e| Error::io("setsid", "(container init)", e.into()))?;
     // SAFETY: ioctl with an int argument on our slave fd.
     if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {

@@ -267,12 +267,13 @@ pub fn build(image: &ImageConfiguration, opts: &RunOptions, env_user: &[String],
     }
     let namespaces = namespaces.into_iter().map(|t| LinuxNamespaceBuilder::default().typ(t).build().expect("namespace")).collect::<Vec<_>>();
 
-    let mut linux = LinuxBuilder::default().namespaces(namespaces);
-    if !opts.privileged {
-        linux = linux
-            .masked_paths(MASKED_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-            .readonly_paths(READONLY_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-    }
+    // Set both lists even when empty: LinuxBuilder's default carries
+    // oci-spec's own lists, which --privileged (as docker's) must not have.
+    let (masked, readonly): (&[&str], &[&str]) = if opts.privileged { (&[], &[]) } else { (MASKED_PATHS, READONLY_PATHS) };
+    let mut linux = LinuxBuilder::default()
+        .namespaces(namespaces)
+        .masked_paths(masked.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .readonly_paths(readonly.iter().map(|s| s.to_string()).collect::<Vec<_>>());
     if opts.seccomp && !opts.privileged {
         linux = linux.seccomp(seccomp::docker_default(caps));
     }

@@ -83,13 +83,35 @@ pub struct Cli {
 
 const EXAMPLES: &str = "Examples:
   ci-run bb:1 echo hello                      run a command, print its output, exit with its status
-  ci-run -it bb:1 sh                          an interactive shell on a terminal (exit or Ctrl-D to leave)
+  ci-run -it bb:1 sh                          an interactive shell on a terminal (Ctrl-D leaves)
   ci-run --rm --name web -e PORT=80 bb:1 env  a named container, removed when it exits
+  ci-run --rm --env-file ./app.env bb:1 env   variables from a file (KEY=VALUE lines, # comments)
   ci-run -u 1000:1000 -w /tmp bb:1 id         another user and working directory
+  ci-run --rm -u 1000 --group-add 10 bb:1 id  an extra group (a gid, or a name from the image)
+  ci-run --rm -h box1 bb:1 hostname           the hostname (default: the first 12 digits of the id)
+  ci-run --rm --entrypoint /bin/ls bb:1 -l /  instead of the image's ENTRYPOINT (CMD is dropped)
+  ci-run --rm --network host bb:1 ip link     the host's network (default none: loopback only)
+  ci-run --name job -l team=infra bb:1 true   a label, to select by:
+  ci-run ps -a --filter label=team=infra
   ci-run --read-only --cap-drop ALL bb:1 sh -c 'touch /x || echo read-only'
-  ci-run --memory 64m --pids-limit 50 bb:1 sh resource limits from the container's cgroup
-  ci-run --explain --rm bb:1 true             every namespace, mount and syscall filter, as shell commands
-  ci-build import - < rootfs.tar | ci-run --rm - ls /    an image object from stdin
+                                              a read-only root, no capabilities
+  ci-run --rm --cap-drop ALL --cap-add CHOWN bb:1 chown 1:1 /tmp
+                                              only the capability the command needs
+  ci-run --rm --cap-add NET_ADMIN bb:1 ip link set lo mtu 1280   one more than docker's default set
+  ci-run --rm --privileged bb:1 mount -t tmpfs none /tmp   all capabilities and devices, no seccomp
+  ci-run --rm --security-opt seccomp=unconfined bb:1 unshare -U id -u   no system call filter
+  ci-run --rm --memory 64m bb:1 sh -c 'head -c 100m /dev/zero | tail'
+                                              killed at 64 MiB: exit status 137
+  ci-run --rm --cpus 0.5 bb:1 sh -c 'time timeout 2 yes > /dev/null'
+                                              half a CPU: at most ~1 s of CPU time in 2 s
+  ci-run --rm --pids-limit 10 bb:1 sh -c 'for i in $(seq 20); do sleep 1 & done; wait'
+                                              \"can't fork\" past 10 processes
+  ci-run --rm --device /dev/fuse bb:1 ls -l /dev/fuse
+                                              a host device, let through the devices cgroup
+  ci-run -d --name svc --stop-signal QUIT bb:1 sh -c \"trap 'exit 0' QUIT; while sleep 1; do :; done\"
+  ci-run stop svc                             sends it QUIT (then KILL after 10 s)
+  ci-run --explain --rm bb:1 true             every namespace, mount and filter, as shell commands
+  ci-build import - < rootfs.tar | ci-run --rm - ls /   an image object from stdin
   ci-run --rootfs ./rootfs sh                 a root filesystem directory instead of an image
   ci-run -d --name web --restart on-failure:3 bb:1 httpd -f   detached, under its monitor
   ci-run ps -a                                every container and how it ended
