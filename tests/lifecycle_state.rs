@@ -41,6 +41,27 @@ fn killing_the_monitor_leaves_ps_truthful() {
     assert!(lab.ids().is_empty() && cgroup_dirs(&id).is_empty() && processes_mentioning(&id).is_empty());
 }
 
+/// The same with a container that runs as another user: the kernel clears
+/// the parent-death signal when the credentials change, so the init sets
+/// it again after its user switch, or PID 1 would outlive its monitor,
+/// unsupervised.
+#[test]
+fn killing_the_monitor_of_a_non_root_container_kills_it_too() {
+    let Some(lab) = Lab::new("containers") else { return };
+    let o = lab.run_d(&["--name", "orphan", "-u", "1000:1000"], &["sleep", "1000"]);
+    let id = o["id"].as_str().unwrap().to_string();
+    let pid = o["pid"].as_i64().unwrap() as i32;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(status.lines().any(|l| l.starts_with("Uid:\t1000\t1000\t1000")), "PID 1 runs as uid 1000:\n{status}");
+    unsafe { libc::kill(monitor_pid(&lab, "orphan"), libc::SIGKILL) };
+    wait_until("PID 1 (uid 1000) to die with its monitor", || zombie(pid));
+    assert!(json_lines(lab.ok(&["ps"]).as_bytes()).is_empty());
+    assert_eq!(lab.state("orphan"), "exited");
+    assert!(processes_in_cgroup(&id).is_empty(), "{:?}", processes_in_cgroup(&id));
+    lab.ok(&["rm", "-f", "orphan"]);
+    assert!(lab.ids().is_empty() && cgroup_dirs(&id).is_empty());
+}
+
 /// After a reboot nothing runs and /run is empty (or, where /run survives,
 /// the boot id differs): every container is exited, and start/rm work.
 #[test]
