@@ -158,14 +158,23 @@ fn stop_honours_stopsignal_and_the_timeout() {
     let o = json_lines(lab.ok(&["run", "-d", "--name", "polite", "bbsig:1", "sh", "-c", "trap 'echo got usr1; exit 42' USR1; echo ready; while :; do sleep 0.05; done"]).as_bytes());
     assert_eq!(o[0]["state"], "running");
     lab.wait_log("polite", "ready");
+    assert_eq!(lab.inspect("polite")["config"]["stop_signal"], "SIGUSR1", "the image's STOPSIGNAL is the container's");
+    // SIGTERM would be ignored (PID 1, no handler) and SIGKILL come after the
+    // default 10 s: exit 42, the marker, and a quick return prove it was USR1.
+    let t = std::time::Instant::now();
     let stopped = json_lines(lab.ok(&["stop", "polite"]).as_bytes());
     assert_eq!(stopped[0]["exit_code"], 42, "the trap of the image's STOPSIGNAL ran");
+    assert!(t.elapsed() < std::time::Duration::from_secs(8), "stop took {:?}: it waited for the timeout", t.elapsed());
     assert!(lab.log("polite").contains("got usr1"));
 
+    // -t 1, not the default 10 s: SIGKILL well before 8 s.
     lab.run_d(&["--name", "stubborn"], &["sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.05; done"]);
     lab.wait_log("stubborn", "ready");
+    let t = std::time::Instant::now();
     let stopped = json_lines(lab.ok(&["stop", "-t", "1", "stubborn"]).as_bytes());
+    let took = t.elapsed();
     assert_eq!(stopped[0]["exit_code"], 137, "SIGKILL after the timeout");
+    assert!(took < std::time::Duration::from_secs(8), "stop -t 1 took {took:?}: the 10 s default was used");
 }
 
 #[test]
