@@ -62,6 +62,33 @@ fn killing_the_monitor_of_a_non_root_container_kills_it_too() {
     assert!(lab.ids().is_empty() && cgroup_dirs(&id).is_empty());
 }
 
+/// SIGHUP to the monitor is ignored (it has no terminal: no hangup is meant
+/// for it); SIGTERM stops the container as `ci-run stop` would.
+#[test]
+fn the_monitor_ignores_sighup_and_stops_on_sigterm() {
+    let Some(lab) = Lab::new("containers") else { return };
+    let script = "trap 'echo got term; exit 3' TERM; trap 'echo got usr1' USR1; echo ready; while :; do sleep 0.05; done";
+    let id = lab.run_d(&["--name", "hup"], &["sh", "-c", script])["id"].as_str().unwrap().to_string();
+    lab.wait_log("hup", "ready");
+    let monitor = monitor_pid(&lab, "hup");
+    unsafe { libc::kill(monitor, libc::SIGHUP) };
+    // The monitor reads its signals before it serves a request: once this
+    // kill has been carried out, the hangup has been handled.
+    lab.ok(&["kill", "-s", "USR1", "hup"]);
+    wait_until("the USR1 trap (or the TERM one)", || lab.log("hup").contains("got "));
+    assert_eq!(lab.log("hup"), "ready\ngot usr1\n", "SIGHUP stopped the container");
+    assert_eq!(lab.state("hup"), "running");
+    assert_eq!(monitor_pid(&lab, "hup"), monitor, "the same monitor");
+    // SIGTERM: the container's stop signal, then the monitor exits.
+    unsafe { libc::kill(monitor, libc::SIGTERM) };
+    wait_until("the monitor to exit", || processes_mentioning(&id).is_empty());
+    assert!(lab.log("hup").ends_with("got term\n"), "{}", lab.log("hup"));
+    let info = lab.inspect("hup");
+    assert_eq!(info["state"]["status"], "exited");
+    assert_eq!(info["state"]["exit_code"], 3);
+    lab.ok(&["rm", "hup"]);
+}
+
 /// After a reboot nothing runs and /run is empty (or, where /run survives,
 /// the boot id differs): every container is exited, and start/rm work.
 #[test]
