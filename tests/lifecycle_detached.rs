@@ -107,6 +107,68 @@ fn logs_follow_streams_while_it_runs() {
     assert_eq!(lab.ok(&["logs", "--tail", "2", "talker"]), "line 3\nafter go\n");
 }
 
+/// `--log-opt max-size=…/max-file=…` (docker's json-file options): files
+/// are rotated at the size, only max-file of them are kept, and what is
+/// left reads as one consecutive tail of the output.
+#[test]
+fn log_opts_cap_and_rotate_the_log() {
+    let Some(lab) = Lab::new("containers") else { return };
+    let script = "i=0; while [ $i -lt 500 ]; do i=$((i+1)); echo \"line $i\"; done; echo done; exec sleep 1000";
+    let id = lab.run_d(&["--name", "rot", "--log-opt", "max-size=2k", "--log-opt", "max-file=3"], &["sh", "-c", script])["id"].as_str().unwrap().to_string();
+    lab.wait_log("rot", "done");
+    let info = lab.inspect("rot");
+    assert_eq!(info["host_config"]["log_config"]["max_size"], 2048);
+    assert_eq!(info["host_config"]["log_config"]["max_file"], 3);
+    let dir = lab.containers_dir().join(&id);
+    let mut files: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with("json.log")).collect();
+    files.sort();
+    assert_eq!(files, ["json.log", "json.log.1", "json.log.2"], "max-file=3 keeps three files");
+    for f in &files {
+        let len = std::fs::metadata(dir.join(f)).unwrap().len();
+        assert!(len > 0 && len <= 2048, "{f}: {len} bytes, over max-size=2k");
+    }
+    // 500 lines do not fit in 6 KiB: the oldest are gone, the rest is whole and in order.
+    let out = lab.ok(&["logs", "rot"]);
+    let mut lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.pop(), Some("done"));
+    let nums: Vec<u32> = lines.iter().map(|l| l.strip_prefix("line ").unwrap_or_else(|| panic!("{l:?}")).parse().unwrap()).collect();
+    assert_eq!(nums.last(), Some(&500));
+    assert!(nums[0] > 1, "the oldest lines were rotated away");
+    assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "a gap or a duplicate: {nums:?}");
+    lab.ok(&["rm", "-f", "rot"]);
+}
+
+/// `logs -f` goes on across many rotations (a new json.log every ~50
+/// lines) without losing or repeating a line, and ends with the container.
+#[test]
+fn logs_follow_across_rotations_loses_and_repeats_nothing() {
+    let Some(lab) = Lab::new("containers") else { return };
+    // ~3000 records of ~75 bytes: about 55 files of 4 KiB, all kept.
+    let script = "echo ready; while [ ! -f /tmp/go ]; do sleep 0.05; done; i=0; while [ $i -lt 3000 ]; do i=$((i+1)); echo \"line $i\"; done";
+    let id = lab.run_d(&["--name", "spinner", "--log-opt", "max-size=4k", "--log-opt", "max-file=100"], &["sh", "-c", script])["id"].as_str().unwrap().to_string();
+    let mut follow = lab.cmd(&["logs", "-f", "spinner"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut reader = BufReader::new(follow.stdout.take().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    // The follower is following: now let it write.
+    lab.ok(&["exec", "spinner", "touch", "/tmp/go"]);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
+    assert!(follow.wait().unwrap().success());
+    let got: Vec<&str> = rest.lines().collect();
+    let want: Vec<String> = (1..=3000).map(|i| format!("line {i}")).collect();
+    if got != want {
+        let first_bad = got.iter().zip(&want).position(|(g, w)| g != w).unwrap_or(got.len().min(want.len()));
+        panic!("{} lines followed, 3000 written; first difference at {first_bad}: {:?}", got.len(), &got[first_bad.saturating_sub(2)..(first_bad + 3).min(got.len())]);
+    }
+    let rotated = std::fs::read_dir(lab.containers_dir().join(&id)).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("json.log.")).count();
+    assert!(rotated >= 20, "only {rotated} rotations");
+    // And read again, not following: the same lines.
+    assert_eq!(lab.ok(&["logs", "spinner"]), format!("ready\n{}\n", want.join("\n")));
+    lab.ok(&["rm", "spinner"]);
+}
+
 #[test]
 fn on_failure_restarts_exactly_twice_and_logs_follow_across_restarts() {
     let Some(lab) = Lab::new("containers") else { return };
