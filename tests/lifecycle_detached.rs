@@ -208,6 +208,45 @@ fn always_restarts_until_stop_and_a_stop_is_never_undone() {
     assert!(processes_mentioning(id).is_empty(), "kill (SIGKILL) is a manual stop too");
 }
 
+/// `unless-stopped` restarts like `always` — after a failure, a success,
+/// or a kill that did not come through the tools — and a manual stop (or
+/// kill) stays: no monitor is left to undo it.
+#[test]
+fn unless_stopped_restarts_like_always_but_a_manual_stop_stays() {
+    let Some(lab) = Lab::new("containers") else { return };
+    // Run n (counted in its writable layer): 1 fails, 2 succeeds, 3 and later stay up.
+    let script = "n=$(cat /n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /n; echo run $n; [ $n -ge 3 ] && exec sleep 1000; exit $((n % 2))";
+    let id = lab.run_d(&["--name", "stay", "--restart", "unless-stopped"], &["sh", "-c", script])["id"].as_str().unwrap().to_string();
+    lab.wait_log("stay", "run 3");
+    wait_until("run 3 running", || lab.state("stay") == "running");
+    let info = lab.inspect("stay");
+    assert_eq!(info["host_config"]["restart_policy"]["name"], "unless-stopped");
+    assert_eq!(info["restart_count"], 2, "restarted after exit 1 and after exit 0");
+    // SIGKILL from outside the tools is not a manual stop: it comes back.
+    let pid = info["state"]["pid"].as_i64().unwrap() as i32;
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    lab.wait_log("stay", "run 4");
+    wait_until("run 4 running", || lab.state("stay") == "running");
+    assert_eq!(lab.inspect("stay")["restart_count"], 3);
+    // A manual stop: exited for good, no monitor left.
+    let stopped = json_lines(lab.ok(&["stop", "-t", "1", "stay"]).as_bytes());
+    assert_eq!(stopped[0]["state"], "exited");
+    let info = lab.inspect("stay");
+    assert_eq!(info["state"]["manually_stopped"], true);
+    assert!(info["state"]["monitor_pid"].is_null());
+    assert!(processes_mentioning(&id).is_empty(), "no monitor to restart it");
+    assert_eq!(lab.state("stay"), "exited");
+    assert!(!lab.log("stay").contains("run 5"));
+    // start clears it; a kill through the tools is a manual stop as well.
+    lab.ok(&["start", "stay"]);
+    lab.wait_log("stay", "run 5");
+    lab.ok(&["kill", "stay"]);
+    assert_eq!(lab.state("stay"), "exited");
+    assert!(processes_mentioning(&id).is_empty());
+    assert!(!lab.log("stay").contains("run 6"));
+    lab.ok(&["rm", "stay"]);
+}
+
 /// The image's STOPSIGNAL is what stop sends; a container that ignores it
 /// dies by SIGKILL after the timeout.
 #[test]
