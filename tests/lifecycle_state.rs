@@ -150,10 +150,13 @@ fn state_from_another_boot_or_a_reused_pid_is_not_running() {
 }
 
 /// 50 detached containers started and removed in a loop leave no process,
-/// mount, cgroup or state directory behind.
+/// mount, cgroup or state directory behind: everything of the store on the
+/// machine is counted before and after ([`Footprint`]), and each container
+/// is looked for by its id.
 #[test]
 fn fifty_detached_containers_leave_nothing_behind() {
     let Some(lab) = Lab::new("containers") else { return };
+    let before = Footprint::of(&lab, &[]);
     let mut ids = Vec::new();
     for i in 0..50 {
         let name = format!("c{i}");
@@ -162,6 +165,18 @@ fn fifty_detached_containers_leave_nothing_behind() {
         ids.push(o["id"].as_str().unwrap().to_string());
         lab.ok(&["rm", "-f", &name]);
     }
+    // The census can see them at all: one running container's share.
+    let o = lab.run_d(&["--name", "probe"], &["sleep", "1000"]);
+    let probe_id = o["id"].as_str().unwrap().to_string();
+    let running = Footprint::of(&lab, std::slice::from_ref(&probe_id));
+    let [procs, mounts, cgroups, state] = running.totals();
+    assert!(procs >= 2 && mounts >= 1 && cgroups >= 1 && state >= 2, "a running container is counted: {running:#?}");
+    assert!(running.processes.iter().any(|p| p.contains("ci-monitor")) && running.processes.iter().any(|p| p.ends_with(" sleep 1000 ")), "{running:#?}");
+    lab.ok(&["rm", "-f", "probe"]);
+    ids.push(probe_id);
+
+    let after = Footprint::of(&lab, &ids);
+    assert_eq!(after, before, "left behind (totals before {:?}, after {:?})", before.totals(), after.totals());
     let root = lab.store.to_string_lossy().into_owned();
     for id in &ids {
         assert!(processes_mentioning(id).is_empty(), "a monitor of {id} is left");
