@@ -79,6 +79,69 @@ fn detached_container_shows_in_ps_logs_then_stops_and_goes() {
     assert!(text(&out.stderr).contains("no such container: web"), "{}", text(&out.stderr));
 }
 
+/// The monitor is in a session of its own and has no controlling
+/// terminal, even when `ci-run -d` runs in a session with one (here a pty
+/// made its controlling terminal): /proc/PID/stat fields session and
+/// tty_nr. It is not the session leader either, so it can never acquire one.
+#[test]
+fn the_monitor_has_its_own_session_and_no_terminal() {
+    let Some(lab) = Lab::new("containers") else { return };
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave = pty.slave.as_raw_fd();
+    let mut cmd = lab.cmd(&["run", "-d", "--name", "alone", "bb:1", "sleep", "1000"]);
+    // SAFETY: setsid, ioctl and dup2 between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() < 0 || libc::ioctl(slave, libc::TIOCSCTTY, 0) < 0 || libc::dup2(slave, 0) < 0 || libc::dup2(slave, 1) < 0 || libc::dup2(slave, 2) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let status = cmd.stdin(Stdio::inherit()).stdout(Stdio::inherit()).stderr(Stdio::inherit()).status().unwrap();
+    drop(pty.slave);
+    let mut printed = vec![0u8; 4096];
+    let n = nix::unistd::read(&pty.master, &mut printed).unwrap_or(0);
+    assert!(status.success(), "ci-run -d on a terminal: {}", text(&printed[..n]));
+    let info = lab.inspect("alone");
+    let id = info["id"].as_str().unwrap();
+    assert_eq!(text(&printed[..n]).trim(), id, "on a terminal -d prints the id");
+    let stat = |pid: i64| -> Vec<i64> {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        // After "pid (comm) state": ppid pgrp session tty_nr.
+        s.rsplit_once(')').unwrap().1.split_whitespace().skip(1).take(4).map(|f| f.parse().unwrap()).collect()
+    };
+    let monitor = info["state"]["monitor_pid"].as_i64().unwrap();
+    let [_, pgrp, session, tty_nr] = stat(monitor)[..] else { panic!() };
+    let me = stat(std::process::id() as i64);
+    assert_eq!(tty_nr, 0, "the monitor has a controlling terminal");
+    assert_ne!(session, me[2], "the monitor is in the test's session");
+    assert_ne!(session, monitor, "the monitor leads its session (it could acquire a terminal)");
+    assert_eq!(pgrp, session, "its process group is its session's");
+    // Nor does its container have the terminal ci-run ran on.
+    let pid1 = info["state"]["pid"].as_i64().unwrap();
+    assert_eq!(stat(pid1)[3], 0);
+    lab.ok(&["rm", "-f", "alone"]);
+}
+
+/// `--net` is `--network`, as in docker.
+#[test]
+fn net_is_an_alias_of_network() {
+    let Some(lab) = Lab::new("containers") else { return };
+    let pid = lab.run_d(&["--net", "host", "--name", "hostnet"], &["sleep", "1000"])["pid"].as_i64().unwrap();
+    assert_eq!(lab.inspect("hostnet")["host_config"]["network_mode"], "host");
+    assert_eq!(std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap(), std::fs::read_link("/proc/self/ns/net").unwrap(), "the host's network namespace");
+    let pid = lab.run_d(&["--net", "none", "--name", "nonet"], &["sleep", "1000"])["pid"].as_i64().unwrap();
+    assert_eq!(lab.inspect("nonet")["host_config"]["network_mode"], "none");
+    assert_ne!(std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap(), std::fs::read_link("/proc/self/ns/net").unwrap());
+    let out = lab.ci(&["run", "--net", "bridge", "bb:1", "true"]);
+    assert_ne!(code(&out), 0);
+    assert!(text(&out.stderr).contains("'bridge'"), "{}", text(&out.stderr));
+    lab.ok(&["rm", "-f", "hostnet", "nonet"]);
+}
+
 /// `logs -f` streams lines while the container runs, and ends when it does.
 #[test]
 fn logs_follow_streams_while_it_runs() {
