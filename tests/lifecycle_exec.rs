@@ -97,7 +97,7 @@ fn exec_as_another_user_dies_with_ci_run() {
     let mut sleeper = 0;
     wait_until("the exec'd sleep in the cgroup", || {
         sleeper = processes_in_cgroup(&id).into_iter().find(|p| *p != pid1).unwrap_or(0);
-        sleeper != 0 && std::fs::read(format!("/proc/{sleeper}/cmdline")).unwrap_or_default() == b"sleep\01001\0"
+        sleeper != 0 && std::fs::read(format!("/proc/{sleeper}/cmdline")).unwrap_or_default() == b"sleep\x001001\x00"
     });
     let status = std::fs::read_to_string(format!("/proc/{sleeper}/status")).unwrap();
     assert!(status.lines().any(|l| l.starts_with("Uid:\t1000\t1000\t1000")), "{status}");
