@@ -79,6 +79,69 @@ fn detached_container_shows_in_ps_logs_then_stops_and_goes() {
     assert!(text(&out.stderr).contains("no such container: web"), "{}", text(&out.stderr));
 }
 
+/// The monitor is in a session of its own and has no controlling
+/// terminal, even when `ci-run -d` runs in a session with one (here a pty
+/// made its controlling terminal): /proc/PID/stat fields session and
+/// tty_nr. It is not the session leader either, so it can never acquire one.
+#[test]
+fn the_monitor_has_its_own_session_and_no_terminal() {
+    let Some(lab) = Lab::new("containers") else { return };
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave = pty.slave.as_raw_fd();
+    let mut cmd = lab.cmd(&["run", "-d", "--name", "alone", "bb:1", "sleep", "1000"]);
+    // SAFETY: setsid, ioctl and dup2 between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() < 0 || libc::ioctl(slave, libc::TIOCSCTTY, 0) < 0 || libc::dup2(slave, 0) < 0 || libc::dup2(slave, 1) < 0 || libc::dup2(slave, 2) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let status = cmd.stdin(Stdio::inherit()).stdout(Stdio::inherit()).stderr(Stdio::inherit()).status().unwrap();
+    drop(pty.slave);
+    let mut printed = vec![0u8; 4096];
+    let n = nix::unistd::read(&pty.master, &mut printed).unwrap_or(0);
+    assert!(status.success(), "ci-run -d on a terminal: {}", text(&printed[..n]));
+    let info = lab.inspect("alone");
+    let id = info["id"].as_str().unwrap();
+    assert_eq!(text(&printed[..n]).trim(), id, "on a terminal -d prints the id");
+    let stat = |pid: i64| -> Vec<i64> {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        // After "pid (comm) state": ppid pgrp session tty_nr.
+        s.rsplit_once(')').unwrap().1.split_whitespace().skip(1).take(4).map(|f| f.parse().unwrap()).collect()
+    };
+    let monitor = info["state"]["monitor_pid"].as_i64().unwrap();
+    let [_, pgrp, session, tty_nr] = stat(monitor)[..] else { panic!() };
+    let me = stat(std::process::id() as i64);
+    assert_eq!(tty_nr, 0, "the monitor has a controlling terminal");
+    assert_ne!(session, me[2], "the monitor is in the test's session");
+    assert_ne!(session, monitor, "the monitor leads its session (it could acquire a terminal)");
+    assert_eq!(pgrp, session, "its process group is its session's");
+    // Nor does its container have the terminal ci-run ran on.
+    let pid1 = info["state"]["pid"].as_i64().unwrap();
+    assert_eq!(stat(pid1)[3], 0);
+    lab.ok(&["rm", "-f", "alone"]);
+}
+
+/// `--net` is `--network`, as in docker.
+#[test]
+fn net_is_an_alias_of_network() {
+    let Some(lab) = Lab::new("containers") else { return };
+    let pid = lab.run_d(&["--net", "host", "--name", "hostnet"], &["sleep", "1000"])["pid"].as_i64().unwrap();
+    assert_eq!(lab.inspect("hostnet")["host_config"]["network_mode"], "host");
+    assert_eq!(std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap(), std::fs::read_link("/proc/self/ns/net").unwrap(), "the host's network namespace");
+    let pid = lab.run_d(&["--net", "none", "--name", "nonet"], &["sleep", "1000"])["pid"].as_i64().unwrap();
+    assert_eq!(lab.inspect("nonet")["host_config"]["network_mode"], "none");
+    assert_ne!(std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap(), std::fs::read_link("/proc/self/ns/net").unwrap());
+    let out = lab.ci(&["run", "--net", "bridge", "bb:1", "true"]);
+    assert_ne!(code(&out), 0);
+    assert!(text(&out.stderr).contains("'bridge'"), "{}", text(&out.stderr));
+    lab.ok(&["rm", "-f", "hostnet", "nonet"]);
+}
+
 /// `logs -f` streams lines while the container runs, and ends when it does.
 #[test]
 fn logs_follow_streams_while_it_runs() {
@@ -105,6 +168,68 @@ fn logs_follow_streams_while_it_runs() {
     assert_eq!(lab.inspect("talker")["state"]["exit_code"], 0);
     // --tail and the stream of each record.
     assert_eq!(lab.ok(&["logs", "--tail", "2", "talker"]), "line 3\nafter go\n");
+}
+
+/// `--log-opt max-size=…/max-file=…` (docker's json-file options): files
+/// are rotated at the size, only max-file of them are kept, and what is
+/// left reads as one consecutive tail of the output.
+#[test]
+fn log_opts_cap_and_rotate_the_log() {
+    let Some(lab) = Lab::new("containers") else { return };
+    let script = "i=0; while [ $i -lt 500 ]; do i=$((i+1)); echo \"line $i\"; done; echo done; exec sleep 1000";
+    let id = lab.run_d(&["--name", "rot", "--log-opt", "max-size=2k", "--log-opt", "max-file=3"], &["sh", "-c", script])["id"].as_str().unwrap().to_string();
+    lab.wait_log("rot", "done");
+    let info = lab.inspect("rot");
+    assert_eq!(info["host_config"]["log_config"]["max_size"], 2048);
+    assert_eq!(info["host_config"]["log_config"]["max_file"], 3);
+    let dir = lab.containers_dir().join(&id);
+    let mut files: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with("json.log")).collect();
+    files.sort();
+    assert_eq!(files, ["json.log", "json.log.1", "json.log.2"], "max-file=3 keeps three files");
+    for f in &files {
+        let len = std::fs::metadata(dir.join(f)).unwrap().len();
+        assert!(len > 0 && len <= 2048, "{f}: {len} bytes, over max-size=2k");
+    }
+    // 500 lines do not fit in 6 KiB: the oldest are gone, the rest is whole and in order.
+    let out = lab.ok(&["logs", "rot"]);
+    let mut lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.pop(), Some("done"));
+    let nums: Vec<u32> = lines.iter().map(|l| l.strip_prefix("line ").unwrap_or_else(|| panic!("{l:?}")).parse().unwrap()).collect();
+    assert_eq!(nums.last(), Some(&500));
+    assert!(nums[0] > 1, "the oldest lines were rotated away");
+    assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "a gap or a duplicate: {nums:?}");
+    lab.ok(&["rm", "-f", "rot"]);
+}
+
+/// `logs -f` goes on across many rotations (a new json.log every ~50
+/// lines) without losing or repeating a line, and ends with the container.
+#[test]
+fn logs_follow_across_rotations_loses_and_repeats_nothing() {
+    let Some(lab) = Lab::new("containers") else { return };
+    // ~3000 records of ~75 bytes: about 55 files of 4 KiB, all kept.
+    let script = "echo ready; while [ ! -f /tmp/go ]; do sleep 0.05; done; i=0; while [ $i -lt 3000 ]; do i=$((i+1)); echo \"line $i\"; done";
+    let id = lab.run_d(&["--name", "spinner", "--log-opt", "max-size=4k", "--log-opt", "max-file=100"], &["sh", "-c", script])["id"].as_str().unwrap().to_string();
+    let mut follow = lab.cmd(&["logs", "-f", "spinner"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut reader = BufReader::new(follow.stdout.take().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    // The follower is following: now let it write.
+    lab.ok(&["exec", "spinner", "touch", "/tmp/go"]);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
+    assert!(follow.wait().unwrap().success());
+    let got: Vec<&str> = rest.lines().collect();
+    let want: Vec<String> = (1..=3000).map(|i| format!("line {i}")).collect();
+    if got != want {
+        let first_bad = got.iter().zip(&want).position(|(g, w)| g != w).unwrap_or(got.len().min(want.len()));
+        panic!("{} lines followed, 3000 written; first difference at {first_bad}: {:?}", got.len(), &got[first_bad.saturating_sub(2)..(first_bad + 3).min(got.len())]);
+    }
+    let rotated = std::fs::read_dir(lab.containers_dir().join(&id)).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("json.log.")).count();
+    assert!(rotated >= 20, "only {rotated} rotations");
+    // And read again, not following: the same lines.
+    assert_eq!(lab.ok(&["logs", "spinner"]), format!("ready\n{}\n", want.join("\n")));
+    lab.ok(&["rm", "spinner"]);
 }
 
 #[test]
@@ -146,6 +271,45 @@ fn always_restarts_until_stop_and_a_stop_is_never_undone() {
     assert!(processes_mentioning(id).is_empty(), "kill (SIGKILL) is a manual stop too");
 }
 
+/// `unless-stopped` restarts like `always` — after a failure, a success,
+/// or a kill that did not come through the tools — and a manual stop (or
+/// kill) stays: no monitor is left to undo it.
+#[test]
+fn unless_stopped_restarts_like_always_but_a_manual_stop_stays() {
+    let Some(lab) = Lab::new("containers") else { return };
+    // Run n (counted in its writable layer): 1 fails, 2 succeeds, 3 and later stay up.
+    let script = "n=$(cat /n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /n; echo run $n; [ $n -ge 3 ] && exec sleep 1000; exit $((n % 2))";
+    let id = lab.run_d(&["--name", "stay", "--restart", "unless-stopped"], &["sh", "-c", script])["id"].as_str().unwrap().to_string();
+    lab.wait_log("stay", "run 3");
+    wait_until("run 3 running", || lab.state("stay") == "running");
+    let info = lab.inspect("stay");
+    assert_eq!(info["host_config"]["restart_policy"]["name"], "unless-stopped");
+    assert_eq!(info["restart_count"], 2, "restarted after exit 1 and after exit 0");
+    // SIGKILL from outside the tools is not a manual stop: it comes back.
+    let pid = info["state"]["pid"].as_i64().unwrap() as i32;
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    lab.wait_log("stay", "run 4");
+    wait_until("run 4 running", || lab.state("stay") == "running");
+    assert_eq!(lab.inspect("stay")["restart_count"], 3);
+    // A manual stop: exited for good, no monitor left.
+    let stopped = json_lines(lab.ok(&["stop", "-t", "1", "stay"]).as_bytes());
+    assert_eq!(stopped[0]["state"], "exited");
+    let info = lab.inspect("stay");
+    assert_eq!(info["state"]["manually_stopped"], true);
+    assert!(info["state"]["monitor_pid"].is_null());
+    assert!(processes_mentioning(&id).is_empty(), "no monitor to restart it");
+    assert_eq!(lab.state("stay"), "exited");
+    assert!(!lab.log("stay").contains("run 5"));
+    // start clears it; a kill through the tools is a manual stop as well.
+    lab.ok(&["start", "stay"]);
+    lab.wait_log("stay", "run 5");
+    lab.ok(&["kill", "stay"]);
+    assert_eq!(lab.state("stay"), "exited");
+    assert!(processes_mentioning(&id).is_empty());
+    assert!(!lab.log("stay").contains("run 6"));
+    lab.ok(&["rm", "stay"]);
+}
+
 /// The image's STOPSIGNAL is what stop sends; a container that ignores it
 /// dies by SIGKILL after the timeout.
 #[test]
@@ -158,14 +322,23 @@ fn stop_honours_stopsignal_and_the_timeout() {
     let o = json_lines(lab.ok(&["run", "-d", "--name", "polite", "bbsig:1", "sh", "-c", "trap 'echo got usr1; exit 42' USR1; echo ready; while :; do sleep 0.05; done"]).as_bytes());
     assert_eq!(o[0]["state"], "running");
     lab.wait_log("polite", "ready");
+    assert_eq!(lab.inspect("polite")["config"]["stop_signal"], "SIGUSR1", "the image's STOPSIGNAL is the container's");
+    // SIGTERM would be ignored (PID 1, no handler) and SIGKILL come after the
+    // default 10 s: exit 42, the marker, and a quick return prove it was USR1.
+    let t = std::time::Instant::now();
     let stopped = json_lines(lab.ok(&["stop", "polite"]).as_bytes());
     assert_eq!(stopped[0]["exit_code"], 42, "the trap of the image's STOPSIGNAL ran");
+    assert!(t.elapsed() < std::time::Duration::from_secs(8), "stop took {:?}: it waited for the timeout", t.elapsed());
     assert!(lab.log("polite").contains("got usr1"));
 
+    // -t 1, not the default 10 s: SIGKILL well before 8 s.
     lab.run_d(&["--name", "stubborn"], &["sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.05; done"]);
     lab.wait_log("stubborn", "ready");
+    let t = std::time::Instant::now();
     let stopped = json_lines(lab.ok(&["stop", "-t", "1", "stubborn"]).as_bytes());
+    let took = t.elapsed();
     assert_eq!(stopped[0]["exit_code"], 137, "SIGKILL after the timeout");
+    assert!(took < std::time::Duration::from_secs(8), "stop -t 1 took {took:?}: the 10 s default was used");
 }
 
 #[test]

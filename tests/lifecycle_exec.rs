@@ -86,6 +86,27 @@ fn exec_user_env_workdir_stdin_tty_and_detach() {
     lab.ok(&["rm", "-f", "nnp"]);
 }
 
+/// A foreground exec dies with its `ci-run exec`, also as another user
+/// (the user switch clears the parent-death signal: it is set again after).
+#[test]
+fn exec_as_another_user_dies_with_ci_run() {
+    let Some(lab) = Lab::new("containers") else { return };
+    let id = running(&lab, "box");
+    let pid1 = lab.inspect("box")["state"]["pid"].as_i64().unwrap() as i32;
+    let mut child = lab.cmd(&["exec", "-u", "1000", "box", "sleep", "1001"]).spawn().unwrap();
+    let mut sleeper = 0;
+    wait_until("the exec'd sleep in the cgroup", || {
+        sleeper = processes_in_cgroup(&id).into_iter().find(|p| *p != pid1).unwrap_or(0);
+        sleeper != 0 && std::fs::read(format!("/proc/{sleeper}/cmdline")).unwrap_or_default() == b"sleep\x001001\x00"
+    });
+    let status = std::fs::read_to_string(format!("/proc/{sleeper}/status")).unwrap();
+    assert!(status.lines().any(|l| l.starts_with("Uid:\t1000\t1000\t1000")), "{status}");
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+    wait_until("the exec'd process (uid 1000) to die with ci-run exec", || zombie(sleeper));
+    lab.ok(&["rm", "-f", "box"]);
+}
+
 /// CVE-2024-21626: a working directory through /proc/self/fd/N is refused,
 /// and no descriptor of ci-run reaches the exec'd process.
 #[test]

@@ -41,6 +41,54 @@ fn killing_the_monitor_leaves_ps_truthful() {
     assert!(lab.ids().is_empty() && cgroup_dirs(&id).is_empty() && processes_mentioning(&id).is_empty());
 }
 
+/// The same with a container that runs as another user: the kernel clears
+/// the parent-death signal when the credentials change, so the init sets
+/// it again after its user switch, or PID 1 would outlive its monitor,
+/// unsupervised.
+#[test]
+fn killing_the_monitor_of_a_non_root_container_kills_it_too() {
+    let Some(lab) = Lab::new("containers") else { return };
+    let o = lab.run_d(&["--name", "orphan", "-u", "1000:1000"], &["sleep", "1000"]);
+    let id = o["id"].as_str().unwrap().to_string();
+    let pid = o["pid"].as_i64().unwrap() as i32;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(status.lines().any(|l| l.starts_with("Uid:\t1000\t1000\t1000")), "PID 1 runs as uid 1000:\n{status}");
+    unsafe { libc::kill(monitor_pid(&lab, "orphan"), libc::SIGKILL) };
+    wait_until("PID 1 (uid 1000) to die with its monitor", || zombie(pid));
+    assert!(json_lines(lab.ok(&["ps"]).as_bytes()).is_empty());
+    assert_eq!(lab.state("orphan"), "exited");
+    assert!(processes_in_cgroup(&id).is_empty(), "{:?}", processes_in_cgroup(&id));
+    lab.ok(&["rm", "-f", "orphan"]);
+    assert!(lab.ids().is_empty() && cgroup_dirs(&id).is_empty());
+}
+
+/// SIGHUP to the monitor is ignored (it has no terminal: no hangup is meant
+/// for it); SIGTERM stops the container as `ci-run stop` would.
+#[test]
+fn the_monitor_ignores_sighup_and_stops_on_sigterm() {
+    let Some(lab) = Lab::new("containers") else { return };
+    let script = "trap 'echo got term; exit 3' TERM; trap 'echo got usr1' USR1; echo ready; while :; do sleep 0.05; done";
+    let id = lab.run_d(&["--name", "hup"], &["sh", "-c", script])["id"].as_str().unwrap().to_string();
+    lab.wait_log("hup", "ready");
+    let monitor = monitor_pid(&lab, "hup");
+    unsafe { libc::kill(monitor, libc::SIGHUP) };
+    // The monitor reads its signals before it serves a request: once this
+    // kill has been carried out, the hangup has been handled.
+    lab.ok(&["kill", "-s", "USR1", "hup"]);
+    wait_until("the USR1 trap (or the TERM one)", || lab.log("hup").contains("got "));
+    assert_eq!(lab.log("hup"), "ready\ngot usr1\n", "SIGHUP stopped the container");
+    assert_eq!(lab.state("hup"), "running");
+    assert_eq!(monitor_pid(&lab, "hup"), monitor, "the same monitor");
+    // SIGTERM: the container's stop signal, then the monitor exits.
+    unsafe { libc::kill(monitor, libc::SIGTERM) };
+    wait_until("the monitor to exit", || processes_mentioning(&id).is_empty());
+    assert!(lab.log("hup").ends_with("got term\n"), "{}", lab.log("hup"));
+    let info = lab.inspect("hup");
+    assert_eq!(info["state"]["status"], "exited");
+    assert_eq!(info["state"]["exit_code"], 3);
+    lab.ok(&["rm", "hup"]);
+}
+
 /// After a reboot nothing runs and /run is empty (or, where /run survives,
 /// the boot id differs): every container is exited, and start/rm work.
 #[test]
@@ -102,10 +150,13 @@ fn state_from_another_boot_or_a_reused_pid_is_not_running() {
 }
 
 /// 50 detached containers started and removed in a loop leave no process,
-/// mount, cgroup or state directory behind.
+/// mount, cgroup or state directory behind: everything of the store on the
+/// machine is counted before and after ([`Footprint`]), and each container
+/// is looked for by its id.
 #[test]
 fn fifty_detached_containers_leave_nothing_behind() {
     let Some(lab) = Lab::new("containers") else { return };
+    let before = Footprint::of(&lab, &[]);
     let mut ids = Vec::new();
     for i in 0..50 {
         let name = format!("c{i}");
@@ -114,6 +165,18 @@ fn fifty_detached_containers_leave_nothing_behind() {
         ids.push(o["id"].as_str().unwrap().to_string());
         lab.ok(&["rm", "-f", &name]);
     }
+    // The census can see them at all: one running container's share.
+    let o = lab.run_d(&["--name", "probe"], &["sleep", "1000"]);
+    let probe_id = o["id"].as_str().unwrap().to_string();
+    let running = Footprint::of(&lab, std::slice::from_ref(&probe_id));
+    let [procs, mounts, cgroups, state] = running.totals();
+    assert!(procs >= 2 && mounts >= 1 && cgroups >= 1 && state >= 2, "a running container is counted: {running:#?}");
+    assert!(running.processes.iter().any(|p| p.contains("ci-monitor")) && running.processes.iter().any(|p| p.ends_with(" sleep 1000 ")), "{running:#?}");
+    lab.ok(&["rm", "-f", "probe"]);
+    ids.push(probe_id);
+
+    let after = Footprint::of(&lab, &ids);
+    assert_eq!(after, before, "left behind (totals before {:?}, after {:?})", before.totals(), after.totals());
     let root = lab.store.to_string_lossy().into_owned();
     for id in &ids {
         assert!(processes_mentioning(id).is_empty(), "a monitor of {id} is left");
@@ -182,6 +245,57 @@ fn stats_reports_the_memory_a_container_uses() {
     assert!(cmds.contains(&"sleep 1000") && cmds.contains(&"sleep 999"), "{cmds:?}");
     assert!(procs.iter().all(|p| p["kind"] == "process" && p["user"] == "root"));
     lab.ok(&["rm", "-f", "hog"]);
+}
+
+/// stats reports the block I/O of the container's cgroup: 20 MiB written
+/// and fsynced to its writable layer show as bytes written, and 8 MiB
+/// written with O_DIRECT as at least 8 MiB more.
+///
+/// On cgroup v1 the kernel (6.x) counts `blkio.throttle.io_service_bytes*`
+/// only on a disk where blk-throttle is active, that is once some cgroup
+/// has had a `blkio.throttle.*_device` rule for it; before, every figure
+/// is 0 (seen on the CI machine after boot: "Total 0" and no device lines).
+/// The test sets a limit that limits nothing (1 TiB/s) on the store's disk
+/// in the container's own cgroup, gone with it; the kernel keeps counting
+/// on that disk until the next boot. cgroup v2's io.stat always counts.
+/// Buffered writes are counted only in part on v1: what the kernel's
+/// flusher writes back before the fsync is charged to the root cgroup (v1
+/// has no cgroup writeback); direct I/O is always the writer's.
+#[test]
+fn stats_reports_the_block_io_a_container_does() {
+    let Some(lab) = Lab::new("containers") else { return };
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(&lab.store).unwrap().dev();
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    if major == 0 {
+        ci_tests::skip(&format!("the store {} is not on a block device ({major}:{minor})", lab.store.display()));
+        return;
+    }
+    let script = "for step in fsync direct; do while [ ! -f /tmp/$step ]; do sleep 0.05; done; \
+        if [ $step = fsync ]; then dd if=/dev/zero of=/fill bs=1M count=20 conv=fsync; else dd if=/dev/zero of=/direct bs=1M count=8 oflag=direct; fi; echo done $step; done; exec sleep 1000";
+    let id = lab.run_d(&["--name", "writer"], &["sh", "-c", script])["id"].as_str().unwrap().to_string();
+    let cg = ci_core::cgroups::Cgroup::open(&format!("ci/{id}")).unwrap().expect("the container's cgroup");
+    if let Some((h, dir)) = cg.dir_of("blkio") {
+        assert_eq!(h.version, ci_core::cgroups::Version::V1);
+        std::fs::write(dir.join("blkio.throttle.write_bps_device"), format!("{major}:{minor} {}", 1u64 << 40)).unwrap();
+    }
+    let written = || json_lines(lab.ok(&["stats", "--no-stream", "writer"]).as_bytes())[0]["block_write"].as_u64().unwrap();
+    let at_start = written();
+    lab.ok(&["exec", "writer", "touch", "/tmp/fsync"]);
+    lab.wait_log("writer", "done fsync");
+    let after_fsync = written();
+    assert!(after_fsync > at_start, "no block write counted for 20 MiB written and fsynced ({at_start} then {after_fsync})");
+    lab.ok(&["exec", "writer", "touch", "/tmp/direct"]);
+    lab.wait_log("writer", "done direct");
+    assert_eq!(lab.log("writer").matches("records out").count(), 2, "{}", lab.log("writer"));
+    let after_direct = written();
+    assert!(after_direct - after_fsync >= 8 << 20, "8 MiB of direct writes counted as {} bytes", after_direct - after_fsync);
+    assert!(after_direct - at_start < 200 << 20, "{} bytes counted for 28 MiB written", after_direct - at_start);
+    let t = lab.ok(&["--format", "table", "stats", "--no-stream", "writer"]);
+    let (head, row) = t.split_once('\n').unwrap();
+    assert!(head.contains("BLOCK I/O"), "{t}");
+    assert!(row.contains("MB") || row.contains("MiB"), "the table shows the megabytes: {t}");
+    lab.ok(&["rm", "-f", "writer"]);
 }
 
 #[test]

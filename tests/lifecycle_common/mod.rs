@@ -190,6 +190,123 @@ pub fn mounts_mentioning(needle: &str) -> Vec<String> {
     std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default().lines().filter(|l| l.contains(needle)).map(String::from).collect()
 }
 
+/// Everything on the machine that belongs to one store, counted (for "no
+/// leak": the totals before and after must match). Scoped to the store and
+/// its containers, so that other tests running at the same time (each with
+/// its own store) do not count.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Footprint {
+    /// `PID STATE CMDLINE` of every process, zombies included, whose command
+    /// line or environment names the store, that is in a cgroup of one of
+    /// `ids`, that sees a mount of the store in a mount namespace not ours
+    /// (a container's), or whose parent is one of those.
+    pub processes: Vec<String>,
+    /// Mounts naming the store: ours (/proc/self/mountinfo), and those of
+    /// every other mount namespace a process is in (/proc/*/mountinfo).
+    pub mounts: Vec<String>,
+    /// cgroup directories, at any depth under /sys/fs/cgroup/*/ci*, whose path names one of `ids`.
+    pub cgroups: Vec<PathBuf>,
+    /// Whatever is under the store's run-time directory (/run/ci/H), recursively.
+    pub run_state: Vec<PathBuf>,
+}
+
+impl Footprint {
+    pub fn of(lab: &Lab, ids: &[String]) -> Footprint {
+        let root = lab.store.to_string_lossy().into_owned();
+        let names_root = |b: &[u8]| String::from_utf8_lossy(b).contains(&root);
+        let my_mnt = std::fs::read_link("/proc/self/ns/mnt").ok();
+        struct P {
+            pid: i32,
+            ppid: i32,
+            state: String,
+            cmd: String,
+            ours: bool,
+        }
+        let mut procs = Vec::new();
+        let mut mounts = Vec::new();
+        let mut namespaces_seen = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+            let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+            let mut f = rest.split_whitespace();
+            let state = f.next().unwrap_or("?").to_string();
+            let ppid = f.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+            let mnt = std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok();
+            let mut in_a_container_ns = false;
+            if mnt.is_some() && mnt != my_mnt {
+                let info = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
+                let lines: Vec<&str> = info.lines().filter(|l| l.contains(&root)).collect();
+                in_a_container_ns = !lines.is_empty();
+                if !namespaces_seen.contains(&mnt) {
+                    namespaces_seen.push(mnt.clone());
+                    mounts.extend(lines.iter().map(|l| format!("{} (pid {pid}): {l}", mnt.as_ref().unwrap().display())));
+                }
+            }
+            let ours = names_root(&cmdline) || names_root(&environ) || ids.iter().any(|id| cgroup.contains(id.as_str())) || in_a_container_ns;
+            let cmd = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            procs.push(P { pid, ppid, state, cmd, ours });
+        }
+        // Children of ours are ours (container processes, zombies).
+        loop {
+            let ours: Vec<i32> = procs.iter().filter(|p| p.ours).map(|p| p.pid).collect();
+            let mut grew = false;
+            for p in procs.iter_mut().filter(|p| !p.ours && ours.contains(&p.ppid)) {
+                p.ours = true;
+                grew = true;
+            }
+            if !grew {
+                break;
+            }
+        }
+        let me = std::process::id() as i32;
+        let processes = procs.iter().filter(|p| p.ours && p.pid != me).map(|p| format!("{} {} {}", p.pid, p.state, p.cmd)).collect();
+        mounts.extend(mounts_mentioning(&root).into_iter().map(|l| format!("ours: {l}")));
+        mounts.sort();
+        let mut cgroups = Vec::new();
+        for h in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+            for top in std::fs::read_dir(h.path()).into_iter().flatten().flatten() {
+                if top.file_name().to_string_lossy().starts_with("ci") {
+                    walk(&top.path(), true, &mut |d| {
+                        if ids.iter().any(|id| d.to_string_lossy().contains(id.as_str())) {
+                            cgroups.push(d.to_path_buf());
+                        }
+                    });
+                }
+            }
+        }
+        cgroups.sort();
+        let mut run_state = Vec::new();
+        walk(&lab.run_dir(), false, &mut |p| run_state.push(p.to_path_buf()));
+        run_state.sort();
+        Footprint { processes, mounts, cgroups, run_state }
+    }
+
+    /// How many of each, for a message.
+    pub fn totals(&self) -> [usize; 4] {
+        [self.processes.len(), self.mounts.len(), self.cgroups.len(), self.run_state.len()]
+    }
+}
+
+/// `dir` and everything below it (only directories with `dirs_only`;
+/// symbolic links are not followed).
+fn walk(dir: &Path, dirs_only: bool, f: &mut dyn FnMut(&Path)) {
+    if !std::fs::symlink_metadata(dir).map(|m| m.is_dir()).unwrap_or(false) {
+        return;
+    }
+    f(dir);
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        match e.file_type() {
+            Ok(t) if t.is_dir() => walk(&e.path(), dirs_only, f),
+            Ok(_) if !dirs_only => f(&e.path()),
+            _ => {}
+        }
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
         // Whatever happened, nothing of this store may survive the test.

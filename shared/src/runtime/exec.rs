@@ -12,7 +12,8 @@
 //!              setns(pidfd, mnt|uts|ipc|net|cgroup)   / and cwd are now the container's root
 //!              working directory: openat2 RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS (CVE-2024-21626)
 //!              user from the container's /etc/passwd (parsed, never NSS: CVE-2019-14271)
-//!              close-on-exec every fd above 2; capabilities; user; no_new_privs; seccomp
+//!              close-on-exec every fd above 2; capabilities; user; PDEATHSIG again;
+//!              no_new_privs; seccomp
 //!              execve CMD                          the first and only program run inside
 //! ```
 //!
@@ -162,7 +163,7 @@ pub fn exec(store: &Store, c: &mut Container, o: &ExecOptions) -> Result<ExecOut
     let cgroup = crate::cgroups::Cgroup::open(&state::cgroup_name(c))?;
     let signals = if o.detach { None } else { Some(process::catch_signals()?) };
     let plan = Plan { spec: &spec, pidfd: pidfd.as_fd(), flags, null: null.as_fd(), opts: o, env, group_add: &c.record.group_add, seccomp: seccomp.as_deref() };
-    let started = process::spawn(0, |chan| child(&plan, chan), |child_pid| match &cgroup {
+    let started = process::spawn(0, |chan, parent| child(&plan, chan, parent), |child_pid| match &cgroup {
         Some(cg) => cg.add_process(child_pid),
         None => Ok(()),
     })?;
@@ -188,8 +189,10 @@ impl CloexecOpen for std::fs::OpenOptions {
 }
 
 /// In the cloned child: never returns.
-fn child(plan: &Plan, chan: Channel) {
-    let Fail(message, code) = match child_steps(plan, &chan) {
+fn child(plan: &Plan, chan: Channel, parent: process::Parent) {
+    // Without -d it dies with ci-run exec, which relays its output and status.
+    let parent = (!plan.opts.detach).then_some(parent);
+    let Fail(message, code) = match child_steps(plan, &chan, parent.as_ref()) {
         Ok(never) => match never {},
         Err(f) => f,
     };
@@ -198,17 +201,15 @@ fn child(plan: &Plan, chan: Channel) {
     unsafe { libc::_exit(code) }
 }
 
-fn child_steps(plan: &Plan, chan: &Channel) -> std::result::Result<Never, Fail> {
+fn child_steps(plan: &Plan, chan: &Channel, parent: Option<&process::Parent>) -> std::result::Result<Never, Fail> {
     init::reset_signals();
     explain!("the new process is not dumpable until its execve (PR_SET_DUMPABLE 0): no container process can ptrace it or open its /proc/N/fd, exe or mem (CVE-2016-9962)");
+    // CVE-2016-9962: until execve, a container process must not be able to
+    // ptrace us or open our /proc/N/fd (we still hold host descriptors).
     // SAFETY: prctl with integer arguments.
-    unsafe {
-        // CVE-2016-9962: until execve, a container process must not be able to
-        // ptrace us or open our /proc/N/fd (we still hold host descriptors).
-        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
-        if !plan.opts.detach {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-        }
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if let Some(p) = parent {
+        p.die_with()?;
     }
     match chan.recv::<ToChild>()? {
         Some((ToChild::Go, _)) => {}
@@ -270,6 +271,10 @@ fn child_steps(plan: &Plan, chan: &Channel) -> std::result::Result<Never, Fail> 
     sys::cloexec_from(3).ctx("close_range", "(descriptors above 2)")?;
     init::seccomp_before_capabilities(process, plan.seccomp)?;
     init::become_user(process, &who)?;
+    // The user switch cleared the parent-death signal: again.
+    if let Some(p) = parent {
+        p.die_with()?;
+    }
     debug_hold();
     init::lock_and_exec(process, &plan.opts.command, &env, plan.seccomp, chan, "it runs in the container beside its PID 1")
 }

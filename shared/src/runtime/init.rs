@@ -3,7 +3,7 @@
 //! ci-run (single-threaded, so ordinary Rust is safe here). Read top to
 //! bottom it is the recipe of a container:
 //!
-//!  1. signals back to defaults; die with ci-run (PDEATHSIG)
+//!  1. signals back to defaults; die with the parent (PDEATHSIG)
 //!  2. mounts private; overlay root; the spec's mounts; /dev nodes;
 //!     loopback up; masked and read-only paths
 //!  3. wait for the parent (cgroup joined), then the cgroup namespace
@@ -11,7 +11,8 @@
 //!  5. terminal (or stdin from /dev/null), new session
 //!  6. the user, from the container's /etc/passwd and /etc/group
 //!  7. working directory (created if missing, resolved inside the root)
-//!  8. every fd but 0-2 close-on-exec; capabilities; user switch
+//!  8. every fd but 0-2 close-on-exec; capabilities; user switch;
+//!     PDEATHSIG again (a change of credentials clears it)
 //!  9. no_new_privs; seccomp; execve — PID 1 becomes the user's command.
 //!
 //! Any failure is sent to the parent as text with the exit status to use
@@ -26,6 +27,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use super::capabilities::{self, CapSet};
 use super::channel::{Channel, FromChild, ToChild};
 use super::mounts::{self, Rootfs};
+use super::process::Parent;
 use super::{namespaces, pivot_root, pty, sys, user};
 use crate::error::{Error, IoContext};
 use crate::explain;
@@ -57,8 +59,8 @@ impl From<Error> for Fail {
 }
 
 /// Never returns: execs the user's command or exits after reporting why not.
-pub fn run(plan: &Plan, chan: Channel) -> ! {
-    let Fail(message, code) = match setup_and_exec(plan, &chan) {
+pub fn run(plan: &Plan, chan: Channel, parent: Parent) -> ! {
+    let Fail(message, code) = match setup_and_exec(plan, &chan, &parent) {
         Ok(never) => match never {},
         Err(f) => f,
     };
@@ -69,7 +71,7 @@ pub fn run(plan: &Plan, chan: Channel) -> ! {
 
 pub(crate) enum Never {}
 
-fn setup_and_exec(plan: &Plan, chan: &Channel) -> std::result::Result<Never, Fail> {
+fn setup_and_exec(plan: &Plan, chan: &Channel, parent: &Parent) -> std::result::Result<Never, Fail> {
     let spec = plan.spec;
     let process = spec.process().as_ref().ok_or_else(|| Error::invalid("config.json has no process"))?;
     let linux = spec.linux().clone().unwrap_or_default();
@@ -77,13 +79,11 @@ fn setup_and_exec(plan: &Plan, chan: &Channel) -> std::result::Result<Never, Fai
 
     // 1. A clean process: default signal dispositions, nothing blocked
     //    (ci-run ignores SIGPIPE and blocks the signals it forwards), and
-    //    killed if ci-run dies.
+    //    killed if the parent (ci-run, or the monitor) dies.
     reset_signals();
-    // SAFETY: prctl/umask with integer arguments.
-    unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-        libc::umask(0);
-    }
+    parent.die_with()?;
+    // SAFETY: umask with an integer argument.
+    unsafe { libc::umask(0) };
 
     super::profile::mark("init: cloned");
     // 2. The filesystem.
@@ -178,6 +178,8 @@ fn setup_and_exec(plan: &Plan, chan: &Channel) -> std::result::Result<Never, Fai
     sys::cloexec_from(3).ctx("close_range", "(descriptors above 2)")?;
     seccomp_before_capabilities(process, plan.seccomp)?;
     become_user(process, &who)?;
+    // The user switch cleared the parent-death signal: again.
+    parent.die_with()?;
 
     // 9. Lock the door: no new privileges, the syscall filter, exec.
     let args = process.args().clone().unwrap_or_default();

@@ -325,33 +325,17 @@ fn read_lines(r: &mut impl Read, partial: &mut Vec<u8>, path: &Path, mut each: i
 /// the container's monitor), go on printing what is appended — across
 /// restarts and rotations — until the monitor exits.
 pub fn stream(dir: &Path, q: &Query, follow: Option<BorrowedFd>, sink: &mut dyn FnMut(&Record) -> Result<()>) -> Result<()> {
-    let cur_path = dir.join(LOG_FILE);
     // Watch before reading, so nothing written in between is missed.
     let watch = match follow {
         Some(_) => Some(Inotify::watch(dir)?),
         None => None,
     };
-    let mut cur = File::open(&cur_path).ok();
+    let mut cur = None;
     let mut backlog: Vec<Record> = Vec::new();
-    for f in files(dir).into_iter().filter(|p| *p != cur_path) {
-        let mut file = match File::open(&f) {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(Error::io("open", &f, e)),
-        };
-        let mut partial = Vec::new();
-        read_lines(&mut file, &mut partial, &f, |r| {
-            backlog.push(r);
-            Ok(())
-        })?;
-    }
-    let mut partial = Vec::new();
-    if let Some(file) = cur.as_mut() {
-        read_lines(file, &mut partial, &cur_path, |r| {
-            backlog.push(r);
-            Ok(())
-        })?;
-    }
+    read_on(dir, &mut cur, &mut |r| {
+        backlog.push(r);
+        Ok(())
+    })?;
     let skip = q.tail.map(|n| backlog.len().saturating_sub(n)).unwrap_or(0);
     for r in backlog.iter().skip(skip).filter(|r| q.wants(r)) {
         sink(r)?;
@@ -361,26 +345,103 @@ pub fn stream(dir: &Path, q: &Query, follow: Option<BorrowedFd>, sink: &mut dyn 
     let mut emit = |r: Record| if q.wants(&r) { sink(&r) } else { Ok(()) };
     loop {
         let owner_gone = watch.wait(owner)?;
-        // Drain what is there, then move to a new file if the log rotated.
-        loop {
-            if let Some(file) = cur.as_mut() {
-                read_lines(file, &mut partial, &cur_path, &mut emit)?;
-            }
-            let rotated = match (std::fs::metadata(&cur_path), cur.as_ref().map(|f| f.metadata())) {
-                (Ok(now), Some(Ok(open))) => now.ino() != open.ino() || now.dev() != open.dev(),
-                (Ok(_), None) => true,
-                _ => false,
-            };
-            if !rotated {
-                break;
-            }
-            cur = File::open(&cur_path).ok();
-            partial.clear();
-        }
+        read_on(dir, &mut cur, &mut emit)?;
         if owner_gone {
             return Ok(());
         }
     }
+}
+
+/// A log file being read: its name when opened (for messages), the open
+/// file, and a line not yet complete.
+struct Reading {
+    path: PathBuf,
+    file: File,
+    partial: Vec<u8>,
+}
+
+/// Read `cur` to its end, then each newer file in turn, up to the current
+/// `json.log` (from the oldest file when `cur` is `None`).
+///
+/// The writer renames files while we read ([`LogWriter::rotate`]), so a
+/// name says nothing: the next file is found by the inode of the one we
+/// hold. Once a newer file exists the writer has left ours for good, but
+/// it may have appended to it after our last read: ours is read to its end
+/// once more before moving on. Only a file removed (beyond `max-file`)
+/// before we reached it is lost; nothing is read twice.
+fn read_on(dir: &Path, cur: &mut Option<Reading>, each: &mut dyn FnMut(Record) -> Result<()>) -> Result<()> {
+    loop {
+        if let Some(r) = cur.as_mut() {
+            r.read(each)?;
+        }
+        let Some((path, file)) = next_file(dir, cur.as_ref().map(|r| &r.file))? else { return Ok(()) };
+        if let Some(r) = cur.as_mut() {
+            r.read(each)?;
+        }
+        *cur = Some(Reading { path, file, partial: Vec::new() });
+    }
+}
+
+impl Reading {
+    fn read(&mut self, each: &mut dyn FnMut(Record) -> Result<()>) -> Result<()> {
+        // max-file=1 truncates the file in place: start it over.
+        let pos = self.file.stream_position().ctx("seek", &self.path)?;
+        if self.file.metadata().ctx("stat", &self.path)?.len() < pos {
+            self.file.seek(SeekFrom::Start(0)).ctx("seek", &self.path)?;
+            self.partial.clear();
+        }
+        read_lines(&mut self.file, &mut self.partial, &self.path, each)
+    }
+}
+
+fn file_id(m: &std::fs::Metadata) -> (u64, u64) {
+    (m.dev(), m.ino())
+}
+
+/// The log files, oldest first, with their inodes. Names are read one at a
+/// time while the writer may be renaming them: a listing counts only when
+/// the next one is the same (no rotation in between).
+fn snapshot(dir: &Path) -> Vec<(PathBuf, (u64, u64))> {
+    let list = || -> Vec<(PathBuf, (u64, u64))> { files(dir).into_iter().filter_map(|p| std::fs::metadata(&p).ok().map(|m| (p, file_id(&m)))).collect() };
+    let mut prev = list();
+    for _ in 0..100 {
+        let now = list();
+        if now == prev {
+            break;
+        }
+        prev = now;
+    }
+    prev
+}
+
+/// The file written after `cur` (the oldest with `None`), opened; `None`
+/// when `cur` is the current file (or there is no log yet).
+fn next_file(dir: &Path, cur: Option<&File>) -> Result<Option<(PathBuf, File)>> {
+    for _ in 0..100 {
+        let named = snapshot(dir);
+        let next = match cur {
+            None => named.first(),
+            Some(f) => {
+                let m = f.metadata().ctx("stat", dir.join(LOG_FILE))?;
+                match named.iter().position(|(_, i)| *i == file_id(&m)) {
+                    Some(i) => named.get(i + 1),
+                    // Ours was rotated out (removed): every file there is newer.
+                    None if m.nlink() == 0 => named.first(),
+                    // Renamed while we looked: look again.
+                    None => continue,
+                }
+            }
+        };
+        let Some((path, want)) = next else { return Ok(None) };
+        match File::open(path) {
+            Ok(f) if f.metadata().ok().map(|m| file_id(&m)) == Some(*want) => return Ok(Some((path.clone(), f))),
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("open", path, e)),
+        }
+    }
+    // A writer rotating faster than we can look: again on the next wake-up.
+    Ok(None)
 }
 
 /// inotify on the container's directory: wakes the follower when the log

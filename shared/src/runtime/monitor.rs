@@ -43,7 +43,11 @@
 //! init set `PR_SET_PDEATHSIG`), and the next tool to look records it as
 //! exited (see [`super::state`]). SIGTERM, SIGINT or SIGQUIT to the monitor
 //! stop the container as `ci-run stop` does (a shutdown sends SIGTERM to
-//! every process), then it exits.
+//! every process), then it exits. SIGHUP is ignored: with no terminal and
+//! a session of its own, no hangup is ever meant for the monitor (one can
+//! only come from a `kill`, such as `kill -HUP -1`), and it must not stop
+//! the container. It is blocked, not set to SIG_IGN, which the starters
+//! and the container would inherit.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -489,10 +493,14 @@ impl Monitor {
                 (exited, outputs, clients, ready(&fds[1]), ready(&fds[0]))
             };
             if got_signal {
-                while let Ok(Some(_)) = self.signals.read_signal() {
-                    // TERM, INT, QUIT: stop as `ci-run stop` would. HUP: ignored.
+                // TERM, INT, QUIT: stop as `ci-run stop` would. HUP: ignored.
+                let mut stop = false;
+                while let Ok(Some(si)) = self.signals.read_signal() {
+                    stop |= si.ssi_signo != libc::SIGHUP as u32;
                 }
-                self.stop(None, DEFAULT_STOP_TIMEOUT);
+                if stop {
+                    self.stop(None, DEFAULT_STOP_TIMEOUT);
+                }
             }
             if !ready_outputs.is_empty() {
                 self.drain_outputs(false);

@@ -62,15 +62,57 @@ pub fn start(plan: &Plan, outside: impl FnOnce(i32) -> Result<()>) -> Result<std
     let flags = namespaces::clone_flags(linux.namespaces().as_deref().unwrap_or_default())?;
     namespaces::explain_clone(flags);
     let adopt = if plan.clone_parent { libc::CLONE_PARENT } else { 0 };
-    spawn(flags | adopt, |chan| init::run(plan, chan), outside)
+    spawn(flags | adopt, |chan, parent| init::run(plan, chan, parent), outside)
+}
+
+/// The process a cloned child dies with: its parent, that is the cloner,
+/// or with `CLONE_PARENT` the cloner's parent (a container's monitor). The
+/// child asks the kernel for SIGKILL at that process's death
+/// (`PR_SET_PDEATHSIG`), but the kernel clears that request whenever the
+/// child's uid, gid or capabilities change (the user switch), and a parent
+/// that died before the request was made sends nothing. So the request is
+/// made again after the switch, then checked against a pidfd of the parent
+/// opened before the clone, as runc and crun do (their `getppid()` check
+/// cannot work in a new PID namespace, where the parent has no pid: this can).
+pub struct Parent {
+    pidfd: OwnedFd,
+}
+
+impl Parent {
+    fn of_clone(flags: i32) -> Result<Parent> {
+        let pid = if flags & libc::CLONE_PARENT != 0 { nix::unistd::getppid() } else { nix::unistd::getpid() };
+        // SAFETY: pidfd_open with integer arguments (the descriptor is close-on-exec).
+        let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+        if raw < 0 {
+            return Err(Error::io("pidfd_open", format!("process {pid} (the parent of the new container process)"), std::io::Error::last_os_error()));
+        }
+        // SAFETY: a fresh pidfd that we own.
+        Ok(Parent { pidfd: unsafe { OwnedFd::from_raw_fd(raw as i32) } })
+    }
+
+    /// In the child: be killed when the parent dies (set again after every
+    /// change of credentials), and leave now if it already has.
+    pub(crate) fn die_with(&self) -> std::result::Result<(), init::Fail> {
+        // SAFETY: prctl with integer arguments.
+        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } < 0 {
+            return Err(Error::io("prctl", "PR_SET_PDEATHSIG", std::io::Error::last_os_error()).into());
+        }
+        let mut fds = [PollFd::new(self.pidfd.as_fd(), PollFlags::POLLIN)];
+        match nix::poll::poll(&mut fds, PollTimeout::ZERO) {
+            Ok(0) => Ok(()),
+            Ok(_) => Err(init::Fail("the process that started the container's command (ci-run or the monitor) died before it ran".into(), 125)),
+            Err(e) => Err(Error::io("poll", "a pidfd of the parent process", e.into()).into()),
+        }
+    }
 }
 
 /// Clone a child into the new namespaces of `flags` (0: none), run
-/// `child_main` in it with its end of the channel, and follow the child's
+/// `child_main` in it with its end of the channel and its [`Parent`], and follow the child's
 /// report up to its execve (or its failure). Shared by a container's init
 /// and by `exec`.
-pub fn spawn(flags: i32, child_main: impl FnOnce(Channel), outside: impl FnOnce(i32) -> Result<()>) -> Result<std::result::Result<Child, StartFailure>> {
+pub fn spawn(flags: i32, child_main: impl FnOnce(Channel, Parent), outside: impl FnOnce(i32) -> Result<()>) -> Result<std::result::Result<Child, StartFailure>> {
     let (ours, theirs) = Channel::pair()?;
+    let parent = Parent::of_clone(flags)?;
     // SAFETY: ci-run is single-threaded up to here (no thread is ever spawned
     // before a container starts), so the child is a complete copy.
     let cloned = unsafe { sys::clone_with_pidfd(flags) }.map_err(|e| {
@@ -78,11 +120,11 @@ pub fn spawn(flags: i32, child_main: impl FnOnce(Channel), outside: impl FnOnce(
     })?;
     let Some((pid, pidfd)) = cloned else {
         drop(ours);
-        child_main(theirs);
+        child_main(theirs, parent);
         // SAFETY: the child's steps never return normally; leave without destructors.
         unsafe { libc::_exit(125) }
     };
-    drop(theirs);
+    drop((theirs, parent));
     super::profile::mark("cloned");
     let mut child = Child { pid, pidfd, pty: None, user: None, exe: String::new() };
     if let Err(e) = outside(pid) {

@@ -62,8 +62,8 @@ pub struct Args {
     /// Mount the container's root filesystem read-only
     #[arg(long = "read-only")]
     read_only: bool,
-    /// Network: none (its own namespace, loopback only) or host
-    #[arg(long, value_name = "none|host", default_value = "none", value_parser = ["none", "host"])]
+    /// Network: none (its own namespace, loopback only) or host (--net is the same flag)
+    #[arg(long, alias = "net", value_name = "none|host", default_value = "none", value_parser = ["none", "host"])]
     network: String,
     /// Set a label on the container (KEY=VALUE)
     #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
