@@ -8,10 +8,10 @@
 #
 # dockerd is started with private paths and stopped at the end (PEERS.md).
 #
-# 2026-11-23, this machine (2 shared cores, load ~2), N=5, medians:
-#   ci-build  cold 1.37 s   cached 0.020 s   one file 0.149 s
-#   buildah   cold 3.43 s   cached 0.978 s   one file 3.49 s
-#   docker    cold 5.89 s   cached 2.16 s    one file 5.28 s
+# 2026-12-04, this machine (2 shared cores, load ~3-4), N=5, medians:
+#   ci-build  cold 0.583 s   cached 0.015 s   one file 0.095 s
+#   buildah   cold 2.534 s   cached 1.065 s   one file 2.651 s
+#   docker    cold 3.819 s   cached 1.143 s   one file 3.260 s
 # (Creating a file costs ~0.6 ms on this disk: the 2,000 small files are most of a cold build.)
 set -euo pipefail
 N=${1:-5}

@@ -12,6 +12,9 @@ set -euo pipefail
 N=${1:-5}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 CIB=${CIBUILD:-$REPO/target/release/ci-build}
+# The store's own hasher alone (sha2, SHA-NI chosen at run time), beside OpenSSL's.
+DIG=$REPO/target/release/examples/digest_file
+[ -x "$DIG" ] || (cd "$REPO" && cargo build -q --release -p ci-core --example digest_file)
 W=$(mktemp -d /var/tmp/ci-bench-import.XXXXXX)
 P="podman --root $W/podman --runroot $W/podman-run --storage-driver overlay --cgroup-manager cgroupfs --events-backend file"
 cleanup() {
@@ -56,6 +59,7 @@ for f in rootfs.tar rootfs.tar.gz; do
     hyperfine -w 1 -r "$N" --export-json "$W/$f.json" \
         --prepare "$ci_clean" "$CIB import $W/$f" \
         --prepare "$podman_clean" "$P import $W/$f localhost/bench:1" \
+        --prepare : "$DIG $W/$f" \
         --prepare : "openssl dgst -sha256 $W/$f" \
         --prepare : "sha256sum $W/$f" >/dev/null
     python3 "$REPO/scripts/medians.py" "$W/$f.json"

@@ -37,17 +37,20 @@ echo "== run -d (until the container runs and the tool returns)"
 hyperfine -N -w 3 -r "$RUNS" --export-json $WORK/d.json \
   "$CI -d bb:1 sleep 1000" \
   "$P run -d --network none localhost/bb:1 sleep 1000"
+python3 "$(dirname "$0")/medians.py" $WORK/d.json
 cleanup
 
 echo "== exec true"
 "$CI" -d --name ex bb:1 sleep 1000 >/dev/null
 $P run -d --network none --name ex localhost/bb:1 sleep 1000 >/dev/null
 hyperfine -N -w 3 -r "$RUNS" --export-json $WORK/exec.json "$CI exec ex true" "$P exec ex true"
+python3 "$(dirname "$0")/medians.py" $WORK/exec.json
 cleanup
 
 echo "== ps with 100 running containers"
 i=0; while [ $i -lt 100 ]; do "$CI" -d bb:1 sleep 1000 >/dev/null; $P run -d --network none localhost/bb:1 sleep 1000 >/dev/null; i=$((i+1)); done
 hyperfine -N -w 3 -r "$RUNS" --export-json $WORK/ps.json "$CI ps" "$P ps"
+python3 "$(dirname "$0")/medians.py" $WORK/ps.json
 
 echo "== memory of the per-container process (100 of each running)"
 mem() { # name pattern -> average RSS / PSS / private (USS) / peak RSS in kB
