@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 pub mod registry;
+pub mod vm;
 
 pub use ci_core::testsupport::{busybox, busybox_rootfs_tar, corpora_dir, privileged, skip, strict};
 

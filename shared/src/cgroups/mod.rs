@@ -144,6 +144,7 @@ impl Cgroup {
     pub fn create_in(layout: &Layout, name: &str, limits: &Limits) -> Result<Cgroup> {
         check_name(name)?;
         limits.validate()?;
+        explain!("cgroups: {}", layout.summary());
         // Refuse before making anything if a limit has nowhere to go.
         let need = |ctrl: &str, flag: &str, wanted: bool| match wanted && layout.hierarchy_of(ctrl).is_none() {
             true => Err(layout.missing(ctrl, flag)),
