@@ -15,13 +15,17 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ci_tests::vm::{self, Boot, Initramfs, Kernel, Vm};
-use ci_tests::{busybox, busybox_rootfs_tar, tool_path};
+use ci_tests::{busybox, busybox_rootfs_tar, suite_binary, tool_path};
 
 const GUEST: &str = include_str!("cgroup_v2_vm/guest.sh");
 /// What the guest's disk (`/dev/vda`) starts with.
 const DISK_MARKER: &str = "ci-vm-disk-marker";
-/// The whole VM, boot to poweroff (it takes about a minute under TCG).
+/// The whole VM, boot to poweroff (well under a minute under TCG here).
 const VM_TIME_LIMIT: Duration = Duration::from_secs(300);
+/// Host suites that read cgroup files through the layout code, run again in
+/// the guest to show they hold on a v2 machine too: (suite, test filter).
+const SUITES_IN_GUEST: [(&str, &str); 3] =
+    [("run_resources", ""), ("run_isolation", "explain_prints_the_recipe"), ("lifecycle_state", "stats_reports_the_memory_a_container_uses")];
 
 #[test]
 fn cgroup_v2_limits_devices_and_cleanup_in_a_vm() {
@@ -39,9 +43,26 @@ fn cgroup_v2_limits_devices_and_cleanup_in_a_vm() {
     for d in ["/proc", "/sys", "/dev", "/tmp", "/root"] {
         initrd.dir(d, 0o755);
     }
+    // As on any system: `ci-run top` names users from the host's files.
+    initrd.file("/etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\n");
+    initrd.file("/etc/group", 0o644, b"root:x:0:\n");
     for tool in ["ci-build", "ci-run", "ci-monitor"] {
         initrd.program(&tool_path(tool), &format!("/ci/bin/{tool}"), dir.path()).unwrap_or_else(|e| panic!("{e}"));
     }
+    // In deps/ below the tools, as in target/debug: there they find ci-run.
+    let mut suites = String::new();
+    for (suite, filter) in SUITES_IN_GUEST {
+        match suite_binary(suite) {
+            Some(exe) => {
+                initrd.program(&exe, &format!("/ci/bin/deps/{suite}"), dir.path()).unwrap_or_else(|e| panic!("{e}"));
+                suites.push_str(&format!("{suite} {filter}\n"));
+            }
+            None => {
+                ci_tests::skip(&format!("tests/{suite}.rs is not built, so the VM cannot run it on cgroup v2 (cargo build --workspace --all-targets)"));
+            }
+        }
+    }
+    initrd.file("/ci/suites", 0o644, suites.as_bytes());
     let modules = initrd.modules(&kernel, &["overlay", "virtio_pci", "virtio_blk"]).unwrap_or_else(|e| panic!("{e}"));
     initrd.file("/ci/busybox.tar", 0o644, &busybox_rootfs_tar().unwrap());
     initrd.file("/init", 0o755, GUEST.as_bytes());
@@ -182,6 +203,11 @@ fn check<'a>(r: &BTreeMap<String, String>, get: &dyn Fn(&str) -> &'a str, contex
     // A RUN step of a build, in its own cgroup.
     assert_eq!(get("build.exit"), "0", "{}", get("build.stderr"));
     assert_eq!(get("build.ran"), "0::/");
+
+    for (suite, _) in SUITES_IN_GUEST.iter().filter(|(s, _)| r.contains_key(&format!("suite.{s}"))) {
+        let v = get(&format!("suite.{suite}"));
+        assert!(v.starts_with("0 test result: ok."), "tests/{suite}.rs in the v2 guest: {v}{context}");
+    }
 
     assert_eq!(get("left.containers"), "0");
     assert_eq!(get("left.cgroups"), "gone");

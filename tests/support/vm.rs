@@ -374,6 +374,16 @@ impl Vm {
             cmd.arg("-drive").arg(format!("file={},format=raw,if=virtio,readonly=on", d.display()));
         }
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        // Should the test process die without dropping us (killed by a
+        // harness timeout), qemu goes with it rather than run on.
+        // SAFETY: prctl only, between fork and exec.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| match libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            });
+        }
         let mut child = cmd.spawn().map_err(|e| format!("start {}: {e}", qemu.display()))?;
         let console = Arc::new(Mutex::new(String::new()));
         // The console, and qemu's own complaints (usually nothing), each in

@@ -202,6 +202,30 @@ impl Layout {
         self.v1.iter().find(|h| h.has(controller)).or_else(|| self.unified.as_ref().filter(|u| u.has(controller)))
     }
 
+    /// Where a container's `/sys/fs/cgroup` holds hierarchy `h` (relative
+    /// to it): on a pure v2 machine the cgroup2 mount is `/sys/fs/cgroup`
+    /// itself; otherwise each hierarchy is in the directory it has on the
+    /// host (`memory`, `cpu,cpuacct`, `systemd`, `unified`). See
+    /// [`super::Cgroup::mounts`].
+    pub fn container_subdir(&self, h: &Hierarchy) -> PathBuf {
+        if self.kind() == LayoutKind::V2 {
+            PathBuf::new()
+        } else {
+            h.mount_point.file_name().map(PathBuf::from).unwrap_or_else(|| PathBuf::from(h.controllers_label()))
+        }
+    }
+
+    /// The directory in which a container finds the files of `controller`
+    /// (`/sys/fs/cgroup/memory` on v1, `/sys/fs/cgroup` on v2), and which
+    /// API they speak; `None` when no hierarchy has it.
+    pub fn container_dir_of(&self, controller: &str) -> Option<(Version, PathBuf)> {
+        let base = Path::new("/sys/fs/cgroup");
+        self.hierarchy_of(controller).map(|h| match self.container_subdir(h) {
+            sub if sub.as_os_str().is_empty() => (h.version, base.to_path_buf()),
+            sub => (h.version, base.join(sub)),
+        })
+    }
+
     /// An error for a controller this layout lacks, saying where we looked.
     pub fn missing(&self, controller: &str, wanted_for: &str) -> Error {
         let mut looked = Vec::new();
@@ -319,6 +343,7 @@ mod tests {
         assert_eq!(l.v1.len(), 9);
         assert_eq!(l.hierarchy_of("memory").unwrap().mount_point, Path::new("/sys/fs/cgroup/memory"));
         assert_eq!(l.hierarchy_of("name=systemd").unwrap().options, "name=systemd");
+        assert_eq!(l.container_dir_of("memory"), Some((Version::V1, PathBuf::from("/sys/fs/cgroup/memory"))));
         assert_eq!(l.unified.as_ref().unwrap().mount_point, Path::new("/sys/fs/cgroup/unified"));
         assert_eq!(l.disabled, vec!["rdma"]);
         assert!(l.summary().starts_with("hybrid (cgroup v1 controllers plus a cgroup2 mount): 9 v1 hierarchies (/sys/fs/cgroup/cpu "), "{}", l.summary());
@@ -338,6 +363,8 @@ mod tests {
         u.controllers = vec!["cpu".into(), "memory".into(), "pids".into()];
         assert_eq!(l.hierarchy_of("memory").unwrap().version, Version::V2);
         assert_eq!(l.summary(), "cgroup v2: cgroup2 at /sys/fs/cgroup (cpu memory pids)");
+        assert_eq!(l.container_dir_of("pids"), Some((Version::V2, PathBuf::from("/sys/fs/cgroup"))));
+        assert_eq!(l.container_dir_of("devices"), None);
         assert!(l.hierarchy_of("devices").is_none());
 
         let v1 = "30 25 0:26 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid shared:10 - cgroup cgroup rw,cpu,cpuacct\n\

@@ -611,4 +611,45 @@ mod tests {
         target(root.as_fd(), Path::new("/a/b/c"), true).unwrap();
         assert!(d.path().join("a/b/c").is_dir());
     }
+
+    /// What sends a mount to the one-option form: only a refusal that
+    /// means "no lowerdir+" (tests/cgroup_v2_vm.rs runs it on Linux 6.1).
+    #[test]
+    fn lowerdir_plus_refusals() {
+        let r = |step, errno, log: Option<&str>| OverlayRefusal { step, error: std::io::Error::from_raw_os_error(errno), log: log.map(String::from) };
+        // 6.5-6.7: the option is unknown.
+        assert!(r(OverlayStep::Option("lowerdir+", "/l".into()), libc::EINVAL, Some("overlay: Unknown parameter 'lowerdir+'")).lacks_lowerdir_plus());
+        // Before 6.5: the legacy mount fails, and says nothing in the log.
+        assert!(r(OverlayStep::Mount, libc::EINVAL, None).lacks_lowerdir_plus());
+        // A real complaint of a new kernel, or another errno: reported as is.
+        assert!(!r(OverlayStep::Mount, libc::EINVAL, Some("overlay: upper fs does not support tmpfile")).lacks_lowerdir_plus());
+        assert!(!r(OverlayStep::Option("upperdir", "/u".into()), libc::EINVAL, None).lacks_lowerdir_plus());
+        assert!(!r(OverlayStep::Mount, libc::ENOENT, None).lacks_lowerdir_plus());
+        assert_eq!(escape_lowerdir(Path::new("/a:b\\c")), "/a\\:b\\\\c");
+    }
+
+    /// The one-option form mounts on this kernel too, layers in order.
+    #[test]
+    fn one_lowerdir_option_mounts_the_layers_top_first() {
+        if !crate::testsupport::privileged("mounting an overlay") {
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let dir = |n: &str| {
+            let p = d.path().join(n);
+            std::fs::create_dir(&p).unwrap();
+            p
+        };
+        let (bottom, top) = (dir("bottom"), dir("top:x"));
+        std::fs::write(bottom.join("f"), "bottom").unwrap();
+        std::fs::write(top.join("f"), "top").unwrap();
+        std::fs::write(bottom.join("only-bottom"), "b").unwrap();
+        let root = Rootfs { lowers: vec![bottom, top], upper: dir("upper"), work: dir("work"), target: dir("rootfs"), volatile: true };
+        let top_first: Vec<&PathBuf> = root.lowers.iter().rev().collect();
+        let mnt = root.create(&top_first, false).map_err(|r| r.into_error(&root)).unwrap();
+        // A detached mount, read through its fd: unmounted when it closes.
+        let f = |name: &str| std::fs::read_to_string(format!("/proc/self/fd/{}/{name}", mnt.as_raw_fd())).unwrap();
+        assert_eq!(f("f"), "top");
+        assert_eq!(f("only-bottom"), "b");
+    }
 }
