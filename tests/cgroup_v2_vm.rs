@@ -67,9 +67,12 @@ fn cgroup_v2_limits_devices_and_cleanup_in_a_vm() {
     initrd.file("/ci/busybox.tar", 0o644, &busybox_rootfs_tar().unwrap());
     initrd.file("/init", 0o755, GUEST.as_bytes());
     let initrd_path = dir.path().join("initrd.cpio");
-    std::fs::write(&initrd_path, initrd.finish()).unwrap();
+    let archive = initrd.finish();
+    eprintln!("initramfs: {} MiB", archive.len() >> 20);
+    std::fs::write(&initrd_path, archive).unwrap();
+    // 4 MiB: the guest reads its first bytes, a container the MiB from 2 MiB on.
     let mut disk = DISK_MARKER.as_bytes().to_vec();
-    disk.resize(1 << 20, 0);
+    disk.resize(4 << 20, 0);
     let disk_path = dir.path().join("disk.img");
     std::fs::write(&disk_path, disk).unwrap();
 

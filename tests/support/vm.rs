@@ -253,9 +253,8 @@ impl Initramfs {
     }
 
     fn pad(&mut self) {
-        while self.out.len() % 4 != 0 {
-            self.out.push(0);
-        }
+        let n = self.out.len().next_multiple_of(4);
+        self.out.resize(n, 0);
     }
 }
 
