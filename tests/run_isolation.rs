@@ -352,7 +352,12 @@ fn explain_prints_the_recipe() {
     let out = b.run(&["--rm", "--explain", "--memory", "64m"], &["true"]);
     assert!(out.status.success());
     let e = text(&out.stderr);
-    for step in ["unshare --mount --pid --fork", "mount -t overlay overlay -o lowerdir=", "mount -t proc", "mount -t devpts", "pivot_root . .", "hostname ", "capsh --drop", "seccomp filter", "exec true", "memory.limit_in_bytes", "mount -t cgroup"] {
+    // The memory limit's file is the layout's: v1 memory.limit_in_bytes, v2 memory.max.
+    let memory_file = match ci_tests::container_cgroup_dir("memory").0 {
+        ci_core::cgroups::Version::V1 => "memory.limit_in_bytes",
+        ci_core::cgroups::Version::V2 => "memory.max",
+    };
+    for step in ["unshare --mount --pid --fork", "mount -t overlay overlay -o lowerdir=", "mount -t proc", "mount -t devpts", "pivot_root . .", "hostname ", "capsh --drop", "seccomp filter", "exec true", memory_file, "mount -t cgroup", "cgroups: "] {
         assert!(e.contains(step), "--explain shows {step:?}:\n{e}");
     }
     assert!(text(&out.stdout).is_empty(), "explanations go to stderr only");

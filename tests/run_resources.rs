@@ -6,38 +6,37 @@ use run_common::*;
 
 use std::os::unix::fs::MetadataExt;
 
-/// Directories named `ci/<id>` in any mounted cgroup hierarchy.
-fn leftover_cgroups(id_prefix: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-        let ci = e.path().join("ci");
-        if let Ok(rd) = std::fs::read_dir(&ci) {
-            for c in rd.flatten() {
-                let n = c.file_name().to_string_lossy().to_string();
-                if c.path().is_dir() && n.starts_with(id_prefix) {
-                    out.push(c.path().display().to_string());
-                }
-            }
-        }
+use ci_core::cgroups::Version;
+use ci_tests::{cgroup_dirs, container_cgroup_dir};
+
+/// The file that holds the memory limit, as a container sees it (v1
+/// `memory.limit_in_bytes`, v2 `memory.max`).
+fn memory_limit_file() -> String {
+    match container_cgroup_dir("memory") {
+        (Version::V1, dir) => format!("{dir}/memory.limit_in_bytes"),
+        (Version::V2, dir) => format!("{dir}/memory.max"),
     }
-    out
 }
 
 #[test]
 fn memory_limit_kills_a_hog_with_137() {
     let Some(b) = setup("containers") else { return };
-    let out = b.run(&["--name", "hog", "--memory", "32m"], &["sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max; x=aaaaaaaaaaaaaaaa; while :; do x=$x$x; done"]);
+    let script = format!("cat {}; x=aaaaaaaaaaaaaaaa; while :; do x=$x$x; done", memory_limit_file());
+    let out = b.run(&["--name", "hog", "--memory", "32m"], &["sh", "-c", &script]);
     assert_eq!(code(&out), 137, "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), "33554432");
     let id = b.containers()[0].file_name().unwrap().to_string_lossy().to_string();
-    assert!(leftover_cgroups(&id).is_empty(), "the cgroup is removed with the process");
+    let left = cgroup_dirs(&format!("ci/{id}"));
+    assert!(left.is_empty(), "the cgroup is removed with the process: {left:?}");
 }
 
 #[test]
 fn pids_limit_stops_a_fork_loop() {
     let Some(b) = setup("containers") else { return };
     // Shell builtins only once the limit is reached: no fork is needed to report.
-    let out = b.sh(&["--pids-limit", "20"], "(i=0; while [ $i -lt 60 ]; do sleep 30 & i=$((i+1)); done) 2>/dev/null; read n < /sys/fs/cgroup/pids/pids.current; read m < /sys/fs/cgroup/pids/pids.max; read e < /sys/fs/cgroup/pids/pids.events; echo $n $m $e");
+    // pids.* are the same files in v1 and v2.
+    let (_, pids) = container_cgroup_dir("pids");
+    let out = b.sh(&["--pids-limit", "20"], &format!("(i=0; while [ $i -lt 60 ]; do sleep 30 & i=$((i+1)); done) 2>/dev/null; read n < {pids}/pids.current; read m < {pids}/pids.max; read e < {pids}/pids.events; echo $n $m $e"));
     let f: Vec<&str> = out.split_whitespace().collect();
     let n: u32 = f[0].parse().unwrap();
     assert!((15..=20).contains(&n), "the fork loop stopped at the limit: {out}");
@@ -48,11 +47,13 @@ fn pids_limit_stops_a_fork_loop() {
 #[test]
 fn cgroup_mounts_are_read_only_and_show_the_containers_own_cgroup() {
     let Some(b) = setup("containers") else { return };
-    let out = b.sh(&[], "grep cgroup /proc/mounts; cat /proc/self/cgroup; mkdir /sys/fs/cgroup/memory/x 2>&1 && echo MADE; true");
+    let (_, memory) = container_cgroup_dir("memory");
+    let out = b.sh(&[], &format!("grep cgroup /proc/mounts; cat /proc/self/cgroup; mkdir {memory}/x 2>&1 && echo MADE; true"));
     for l in out.lines().filter(|l| l.contains(" cgroup") || l.contains("/sys/fs/cgroup ")) {
         assert!(l.split(' ').nth(3).unwrap().split(',').any(|o| o == "ro"), "every cgroup mount is ro: {l}");
     }
-    assert!(out.lines().any(|l| l.contains(" cgroup ")), "{out}");
+    // The memory hierarchy is mounted where the layout says (cgroup or cgroup2).
+    assert!(out.lines().any(|l| l.split(' ').nth(1) == Some(memory.as_str()) && l.split(' ').nth(2).is_some_and(|t| t.starts_with("cgroup"))), "{out}");
     for l in out.lines().filter(|l| l.contains(":/") && l.split(':').count() == 3) {
         assert!(l.ends_with(":/"), "the cgroup namespace roots it at the container's cgroup: {l}");
     }

@@ -332,18 +332,7 @@ pub fn container_ids(root: &Path) -> Vec<String> {
 
 /// Cgroup directories `ci/<id>` of these containers, in any hierarchy.
 pub fn cgroups_of(ids: &[String]) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") else { return found };
-    let hierarchies: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
-    for id in ids {
-        for h in hierarchies.iter().chain(std::iter::once(&PathBuf::from("/sys/fs/cgroup"))) {
-            let p = h.join("ci").join(id);
-            if p.exists() {
-                found.push(p);
-            }
-        }
-    }
-    found
+    ids.iter().flat_map(|id| cgroup_dirs(&format!("ci/{id}"))).collect()
 }
 
 /// Temporary files of atomic writes (`.ci-tmp-*`, `.tmp-*`) anywhere in the store but ROOT/tmp.

@@ -168,21 +168,9 @@ pub fn zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with('Z')).unwrap_or(true)).unwrap_or(true)
 }
 
-/// cgroup directories named after `id`, in every hierarchy.
+/// The cgroup directories of container `id` (`ci/<id>`), in every hierarchy.
 pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") else { return out };
-    for h in rd.flatten() {
-        let d = h.path().join("ci").join(id);
-        if d.exists() {
-            out.push(d);
-        }
-        // cgroup v2 mounted at /sys/fs/cgroup itself.
-        if h.file_name() == "ci" && h.path().join(id).exists() {
-            out.push(h.path().join(id));
-        }
-    }
-    out
+    ci_tests::cgroup_dirs(&format!("ci/{id}"))
 }
 
 /// Mounts whose mount point or source mentions `needle`.

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 pub mod registry;
+pub mod vm;
 
 pub use ci_core::testsupport::{busybox, busybox_rootfs_tar, corpora_dir, privileged, skip, strict};
 
@@ -62,6 +63,30 @@ pub fn tool_path(tool: &str) -> PathBuf {
     assert_cmd::cargo::cargo_bin(tool)
 }
 
+/// The executable of the end-to-end suite `name` (`tests/NAME.rs`) that
+/// cargo built last: `target/debug/deps/NAME-HASH`, beside the tools. Built
+/// by `cargo build --all-targets` or a `cargo test` of the whole workspace,
+/// not by `cargo test --test OTHER`.
+pub fn suite_binary(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let deps = tool_path("ci-run").parent()?.join("deps");
+    let prefix = format!("{name}-");
+    std::fs::read_dir(deps)
+        .ok()?
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().to_string();
+            n.strip_prefix(&prefix).is_some_and(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        })
+        .filter_map(|e| {
+            let m = e.metadata().ok()?;
+            let built = m.modified().ok()?;
+            (m.is_file() && m.permissions().mode() & 0o111 != 0).then(|| (built, e.path()))
+        })
+        .max()
+        .map(|(_, p)| p)
+}
+
 /// Detach every mount at or below `dir`, deepest first, so removing the
 /// directory cannot fail on (or descend into) a mounted filesystem.
 pub fn unmount_under(dir: &Path) {
@@ -76,6 +101,22 @@ pub fn unmount_under(dir: &Path) {
     for m in mounts {
         let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
     }
+}
+
+/// The directories of the cgroup `name` (`ci/<id>`) that exist, in every
+/// hierarchy of this machine's layout (v1, v2 or both), as ci makes them.
+pub fn cgroup_dirs(name: &str) -> Vec<PathBuf> {
+    let layout = ci_core::cgroups::Layout::detect().expect("detect the cgroup layout");
+    layout.hierarchies().map(|h| h.mount_point.join(name)).filter(|d| d.exists()).collect()
+}
+
+/// Where a container run by ci finds the files of `controller` (its own
+/// cgroup, mounted at `/sys/fs/cgroup`: `/sys/fs/cgroup/memory` on v1,
+/// `/sys/fs/cgroup` itself on v2), and which API they speak.
+pub fn container_cgroup_dir(controller: &str) -> (ci_core::cgroups::Version, String) {
+    let layout = ci_core::cgroups::Layout::detect().expect("detect the cgroup layout");
+    let (v, dir) = layout.container_dir_of(controller).unwrap_or_else(|| panic!("no cgroup hierarchy here has the {controller} controller"));
+    (v, dir.display().to_string())
 }
 
 /// Parse every stdout line as a JSON object.

@@ -197,7 +197,8 @@ pub fn remove_dead_step_containers(store: &Store) -> Result<usize> {
         let Some(_owned) = c.try_lock()? else { continue };
         crate::explain!(
             format!("remove container {} of a RUN step whose build died, and its cgroup", &c.record.id[..12]);
-            format!("rmdir /sys/fs/cgroup/*/ci/{}; rm -rf {}", c.record.id, c.dir.display())
+            // Cgroup::remove shows its own rmdirs, in whichever hierarchies there are.
+            format!("rm -rf {}", c.dir.display())
         );
         if let Some(cg) = crate::cgroups::Cgroup::open(&format!("ci/{}", c.record.id))? {
             let _ = cg.kill_all(nix::sys::signal::Signal::SIGKILL);

@@ -174,6 +174,23 @@ impl Layout {
         }
     }
 
+    /// One line for `--explain`: the kind and where each hierarchy is.
+    pub fn summary(&self) -> String {
+        let v1 = || {
+            let at: Vec<String> = self.v1.iter().map(|h| h.mount_point.display().to_string()).collect();
+            format!("{} v1 hierarchies ({})", at.len(), at.join(" "))
+        };
+        let v2 = |u: &Hierarchy| {
+            let c = if u.controllers.is_empty() { "no controllers".to_string() } else { u.controllers.join(" ") };
+            format!("cgroup2 at {} ({c})", u.mount_point.display())
+        };
+        match (self.kind(), &self.unified) {
+            (LayoutKind::V2, Some(u)) => format!("{}: {}", LayoutKind::V2, v2(u)),
+            (LayoutKind::Hybrid, Some(u)) => format!("{}: {} and {}", LayoutKind::Hybrid, v1(), v2(u)),
+            (kind, _) => format!("{kind}: {}", v1()),
+        }
+    }
+
     /// Every hierarchy a container's cgroup is made in: the v1 ones, then
     /// the cgroup2 one.
     pub fn hierarchies(&self) -> impl Iterator<Item = &Hierarchy> {
@@ -183,6 +200,30 @@ impl Layout {
     /// The hierarchy that holds `controller` (`memory`, `pids`...).
     pub fn hierarchy_of(&self, controller: &str) -> Option<&Hierarchy> {
         self.v1.iter().find(|h| h.has(controller)).or_else(|| self.unified.as_ref().filter(|u| u.has(controller)))
+    }
+
+    /// Where a container's `/sys/fs/cgroup` holds hierarchy `h` (relative
+    /// to it): on a pure v2 machine the cgroup2 mount is `/sys/fs/cgroup`
+    /// itself; otherwise each hierarchy is in the directory it has on the
+    /// host (`memory`, `cpu,cpuacct`, `systemd`, `unified`). See
+    /// [`super::Cgroup::mounts`].
+    pub fn container_subdir(&self, h: &Hierarchy) -> PathBuf {
+        if self.kind() == LayoutKind::V2 {
+            PathBuf::new()
+        } else {
+            h.mount_point.file_name().map(PathBuf::from).unwrap_or_else(|| PathBuf::from(h.controllers_label()))
+        }
+    }
+
+    /// The directory in which a container finds the files of `controller`
+    /// (`/sys/fs/cgroup/memory` on v1, `/sys/fs/cgroup` on v2), and which
+    /// API they speak; `None` when no hierarchy has it.
+    pub fn container_dir_of(&self, controller: &str) -> Option<(Version, PathBuf)> {
+        let base = Path::new("/sys/fs/cgroup");
+        self.hierarchy_of(controller).map(|h| match self.container_subdir(h) {
+            sub if sub.as_os_str().is_empty() => (h.version, base.to_path_buf()),
+            sub => (h.version, base.join(sub)),
+        })
     }
 
     /// An error for a controller this layout lacks, saying where we looked.
@@ -302,8 +343,11 @@ mod tests {
         assert_eq!(l.v1.len(), 9);
         assert_eq!(l.hierarchy_of("memory").unwrap().mount_point, Path::new("/sys/fs/cgroup/memory"));
         assert_eq!(l.hierarchy_of("name=systemd").unwrap().options, "name=systemd");
+        assert_eq!(l.container_dir_of("memory"), Some((Version::V1, PathBuf::from("/sys/fs/cgroup/memory"))));
         assert_eq!(l.unified.as_ref().unwrap().mount_point, Path::new("/sys/fs/cgroup/unified"));
         assert_eq!(l.disabled, vec!["rdma"]);
+        assert!(l.summary().starts_with("hybrid (cgroup v1 controllers plus a cgroup2 mount): 9 v1 hierarchies (/sys/fs/cgroup/cpu "), "{}", l.summary());
+        assert!(l.summary().ends_with(" and cgroup2 at /sys/fs/cgroup/unified (no controllers)"), "{}", l.summary());
         // hugetlb is listed by the cgroup2 root's cgroup.controllers, which
         // parse() does not read.
         assert!(l.hierarchy_of("hugetlb").is_none());
@@ -318,6 +362,9 @@ mod tests {
         assert_eq!(u.options, "nsdelegate,memory_recursiveprot");
         u.controllers = vec!["cpu".into(), "memory".into(), "pids".into()];
         assert_eq!(l.hierarchy_of("memory").unwrap().version, Version::V2);
+        assert_eq!(l.summary(), "cgroup v2: cgroup2 at /sys/fs/cgroup (cpu memory pids)");
+        assert_eq!(l.container_dir_of("pids"), Some((Version::V2, PathBuf::from("/sys/fs/cgroup"))));
+        assert_eq!(l.container_dir_of("devices"), None);
         assert!(l.hierarchy_of("devices").is_none());
 
         let v1 = "30 25 0:26 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid shared:10 - cgroup cgroup rw,cpu,cpuacct\n\

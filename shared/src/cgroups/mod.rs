@@ -144,6 +144,7 @@ impl Cgroup {
     pub fn create_in(layout: &Layout, name: &str, limits: &Limits) -> Result<Cgroup> {
         check_name(name)?;
         limits.validate()?;
+        explain!("cgroups: {}", layout.summary());
         // Refuse before making anything if a limit has nowhere to go.
         let need = |ctrl: &str, flag: &str, wanted: bool| match wanted && layout.hierarchy_of(ctrl).is_none() {
             true => Err(layout.missing(ctrl, flag)),
@@ -475,12 +476,7 @@ impl Cgroup {
             .hierarchies()
             .zip(&self.dirs)
             .map(|(h, dir)| CgroupMount {
-                target: if v2_only {
-                    PathBuf::new()
-                } else {
-                    // As on the host: memory, cpu,cpuacct, systemd, unified.
-                    h.mount_point.file_name().map(PathBuf::from).unwrap_or_else(|| PathBuf::from(h.controllers_label()))
-                },
+                target: self.layout.container_subdir(h),
                 fstype: if h.version == Version::V1 { "cgroup" } else { "cgroup2" },
                 options: h.options.clone(),
                 host_path: dir.clone(),

@@ -61,31 +61,113 @@ impl Rootfs {
                 self.target.display()
             )
         );
-        let fs = sys::fsopen("overlay").ctx("open an overlay filesystem context", &self.target)?;
-        let set = |k: &str, v: &Path| -> Result<()> {
-            sys::fsconfig_set(fs.as_fd(), k, Some(&v.to_string_lossy())).map_err(|e| {
-                let why = sys::fs_error_log(fs.as_fd()).map(|m| format!(" ({m})")).unwrap_or_default();
-                Error::io("configure overlay", v, e).context(format!("overlay option {k}{why}"))
-            })
-        };
         // "lowerdir+" (Linux 6.8) takes one layer per call: no 256-byte or
-        // page-size limit on how many layers an image may have.
-        for l in &top_first {
-            set("lowerdir+", l)?;
+        // page-size limit on how many layers an image may have. Older
+        // kernels refuse it: 6.5-6.7 as an unknown option, earlier ones
+        // (whose overlayfs parses one legacy option string, Debian 12's 6.1
+        // among them) only when mounting, with nothing in the context's log.
+        // There every layer goes into one `lowerdir=top:...:bottom`, as
+        // mount(8) passes it.
+        let mnt = match self.create(&top_first, true) {
+            Err(r) if r.lacks_lowerdir_plus() => {
+                explain!("this kernel's overlayfs has no lowerdir+ (Linux 6.8): all layers in one lowerdir= option");
+                self.create(&top_first, false)
+            }
+            other => other,
         }
-        set("upperdir", &self.upper)?;
-        set("workdir", &self.work)?;
-        if self.volatile {
-            sys::fsconfig_set(fs.as_fd(), "volatile", None).ctx("overlay option volatile for", &self.target)?;
-        }
-        let mnt = sys::fs_create_mount(fs.as_fd(), 0).map_err(|e| {
-            let why = sys::fs_error_log(fs.as_fd()).map(|m| format!(" ({m})")).unwrap_or_default();
-            Error::io("mount overlay", &self.target, e).context(format!("root filesystem{why}"))
-        })?;
+        .map_err(|r| r.into_error(self))?;
         let target = std::fs::File::open(&self.target).ctx("open", &self.target)?;
         sys::move_mount_fd(mnt.as_fd(), target.as_fd()).ctx("attach overlay at", &self.target)?;
         Ok(())
     }
+}
+
+impl Rootfs {
+    /// The overlay, configured and created as a detached mount: the layers
+    /// one `lowerdir+` each, or all in one `lowerdir`.
+    fn create(&self, top_first: &[&PathBuf], one_by_one: bool) -> std::result::Result<OwnedFd, OverlayRefusal> {
+        let fs = sys::fsopen("overlay").map_err(|error| OverlayRefusal { step: OverlayStep::Open, error, log: None })?;
+        let set = |k: &'static str, v: String, flag: bool| {
+            sys::fsconfig_set(fs.as_fd(), k, (!flag).then_some(v.as_str())).map_err(|error| OverlayRefusal {
+                step: OverlayStep::Option(k, v.clone()),
+                error,
+                log: sys::fs_error_log(fs.as_fd()),
+            })
+        };
+        if one_by_one {
+            for l in top_first {
+                set("lowerdir+", l.to_string_lossy().into_owned(), false)?;
+            }
+        } else {
+            set("lowerdir", top_first.iter().map(|l| escape_lowerdir(l)).collect::<Vec<_>>().join(":"), false)?;
+        }
+        set("upperdir", self.upper.to_string_lossy().into_owned(), false)?;
+        set("workdir", self.work.to_string_lossy().into_owned(), false)?;
+        if self.volatile {
+            set("volatile", String::new(), true)?;
+        }
+        sys::fs_create_mount(fs.as_fd(), 0).map_err(|error| OverlayRefusal { step: OverlayStep::Mount, error, log: sys::fs_error_log(fs.as_fd()) })
+    }
+}
+
+/// Why the kernel refused an overlay: at which step, the errno, and the
+/// filesystem context's log.
+struct OverlayRefusal {
+    step: OverlayStep,
+    error: std::io::Error,
+    log: Option<String>,
+}
+
+enum OverlayStep {
+    Open,
+    /// The option and its value.
+    Option(&'static str, String),
+    Mount,
+}
+
+impl OverlayRefusal {
+    /// A kernel before 6.8: `lowerdir+` refused as an option, or (legacy
+    /// overlayfs) the mount refused with an empty log.
+    fn lacks_lowerdir_plus(&self) -> bool {
+        self.error.raw_os_error() == Some(libc::EINVAL)
+            && match &self.step {
+                OverlayStep::Option(k, _) => *k == "lowerdir+",
+                OverlayStep::Mount => self.log.is_none(),
+                OverlayStep::Open => false,
+            }
+    }
+
+    fn into_error(self, root: &Rootfs) -> Error {
+        let why = self.log.map(|m| format!(" ({m})")).unwrap_or_default();
+        match self.step {
+            OverlayStep::Open if self.error.raw_os_error() == Some(libc::ENODEV) => {
+                Error::io("open an overlay filesystem context", &root.target, self.error).hint("this kernel has no overlayfs: modprobe overlay")
+            }
+            OverlayStep::Open => Error::io("open an overlay filesystem context", &root.target, self.error),
+            OverlayStep::Option(k, v) => Error::io("configure overlay", v, self.error).context(format!("overlay option {k}{why}")),
+            OverlayStep::Mount => {
+                let err = Error::io("mount overlay", &root.target, self.error).context(format!("root filesystem{why}"));
+                if why.is_empty() && root.lowers.len() > 1 {
+                    err.hint("before Linux 6.8 overlayfs takes every layer in one option of at most one page (4096 bytes): an image with very many layers needs a newer kernel; the kernel log (dmesg) says more")
+                } else {
+                    err
+                }
+            }
+        }
+    }
+}
+
+/// A layer path inside `lowerdir=`, where `:` separates layers and `\`
+/// escapes (a `,` cannot be passed at all: it separates legacy options).
+fn escape_lowerdir(p: &Path) -> String {
+    let mut out = String::new();
+    for c in p.to_string_lossy().chars() {
+        if matches!(c, ':' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Make every mount in our new namespace private, so nothing we mount or
@@ -528,5 +610,46 @@ mod tests {
         // Missing directories are made.
         target(root.as_fd(), Path::new("/a/b/c"), true).unwrap();
         assert!(d.path().join("a/b/c").is_dir());
+    }
+
+    /// What sends a mount to the one-option form: only a refusal that
+    /// means "no lowerdir+" (tests/cgroup_v2_vm.rs runs it on Linux 6.1).
+    #[test]
+    fn lowerdir_plus_refusals() {
+        let r = |step, errno, log: Option<&str>| OverlayRefusal { step, error: std::io::Error::from_raw_os_error(errno), log: log.map(String::from) };
+        // 6.5-6.7: the option is unknown.
+        assert!(r(OverlayStep::Option("lowerdir+", "/l".into()), libc::EINVAL, Some("overlay: Unknown parameter 'lowerdir+'")).lacks_lowerdir_plus());
+        // Before 6.5: the legacy mount fails, and says nothing in the log.
+        assert!(r(OverlayStep::Mount, libc::EINVAL, None).lacks_lowerdir_plus());
+        // A real complaint of a new kernel, or another errno: reported as is.
+        assert!(!r(OverlayStep::Mount, libc::EINVAL, Some("overlay: upper fs does not support tmpfile")).lacks_lowerdir_plus());
+        assert!(!r(OverlayStep::Option("upperdir", "/u".into()), libc::EINVAL, None).lacks_lowerdir_plus());
+        assert!(!r(OverlayStep::Mount, libc::ENOENT, None).lacks_lowerdir_plus());
+        assert_eq!(escape_lowerdir(Path::new("/a:b\\c")), "/a\\:b\\\\c");
+    }
+
+    /// The one-option form mounts on this kernel too, layers in order.
+    #[test]
+    fn one_lowerdir_option_mounts_the_layers_top_first() {
+        if !crate::testsupport::privileged("mounting an overlay") {
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let dir = |n: &str| {
+            let p = d.path().join(n);
+            std::fs::create_dir(&p).unwrap();
+            p
+        };
+        let (bottom, top) = (dir("bottom"), dir("top:x"));
+        std::fs::write(bottom.join("f"), "bottom").unwrap();
+        std::fs::write(top.join("f"), "top").unwrap();
+        std::fs::write(bottom.join("only-bottom"), "b").unwrap();
+        let root = Rootfs { lowers: vec![bottom, top], upper: dir("upper"), work: dir("work"), target: dir("rootfs"), volatile: true };
+        let top_first: Vec<&PathBuf> = root.lowers.iter().rev().collect();
+        let mnt = root.create(&top_first, false).map_err(|r| r.into_error(&root)).unwrap();
+        // A detached mount, read through its fd: unmounted when it closes.
+        let f = |name: &str| std::fs::read_to_string(format!("/proc/self/fd/{}/{name}", mnt.as_raw_fd())).unwrap();
+        assert_eq!(f("f"), "top");
+        assert_eq!(f("only-bottom"), "b");
     }
 }
