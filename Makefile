@@ -17,7 +17,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 # Debian packages: busybox-static is the base of every image made here
 # (no image can be pulled from the internet); the rest are the real
 # readers, registry and tools the tests check our output against.
-DEMO_PACKAGES := busybox-static gcc make tar curl ca-certificates
+DEMO_PACKAGES := busybox-static gcc binutils make tar curl ca-certificates
 # podman (with runc: crun refuses this machine's hybrid cgroups) runs our images
 # from the store; strace proves what exec does not run; python3 serves files;
 # qemu and a Debian kernel boot a cgroup-v2-only VM (tests/cgroup_v2_vm.rs).
