@@ -31,6 +31,28 @@ fn memory_limit_kills_a_hog_with_137() {
 }
 
 #[test]
+fn memory_swap_and_cpu_shares_reach_the_kernel_files() {
+    let Some(b) = setup("containers") else { return };
+    let (v, mem) = container_cgroup_dir("memory");
+    let (_, cpu) = container_cgroup_dir("cpu");
+    // v1: memsw is memory + swap, cpu.shares as given; v2: swap alone, shares mapped to cpu.weight.
+    let (swap_file, shares_file, want_swap, want_shares) = match v {
+        Version::V1 => ("memory.memsw.limit_in_bytes", "cpu.shares", (96u64 << 20).to_string(), "512".to_string()),
+        Version::V2 => ("memory.swap.max", "cpu.weight", (64u64 << 20).to_string(), ci_core::cgroups::v2::shares_to_weight(512).to_string()),
+    };
+    let out = b.sh(&["--memory", "32m", "--memory-swap", "96m", "--cpu-shares", "512"], &format!("cat {mem}/{swap_file} {cpu}/{shares_file}"));
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), [want_swap.as_str(), want_shares.as_str()], "{out}");
+    // -1: unlimited swap; --memory-swap smaller than --memory, or without it, is refused before anything runs.
+    let out = b.sh(&["--memory", "32m", "--memory-swap", "-1"], &format!("cat {mem}/{swap_file}"));
+    assert!(out.trim() == "max" || out.trim().parse::<u64>().unwrap() > 1 << 60, "{out}");
+    for (flags, want) in [(&["--memory", "64m", "--memory-swap", "32m"][..], "smaller than --memory"), (&["--memory-swap", "64m"][..], "needs --memory")] {
+        let o = b.run(flags, &["true"]);
+        assert_eq!(code(&o), 125, "{flags:?}");
+        assert!(text(&o.stderr).contains(want), "{flags:?}: {}", text(&o.stderr));
+    }
+}
+
+#[test]
 fn pids_limit_stops_a_fork_loop() {
     let Some(b) = setup("containers") else { return };
     // Shell builtins only once the limit is reached: no fork is needed to report.

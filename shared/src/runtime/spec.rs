@@ -95,7 +95,11 @@ pub struct RunOptions {
     pub no_new_privileges: bool,
     pub remove: bool,
     pub memory: Option<i64>,
+    /// `--memory-swap`: memory plus swap in bytes, -1 for unlimited swap.
+    pub memory_swap: Option<i64>,
     pub cpus: Option<f64>,
+    /// `--cpu-shares`: the relative weight (v1 shares; mapped to v2 weight).
+    pub cpu_shares: Option<u64>,
     pub pids_limit: Option<i64>,
     pub devices: Vec<DeviceRequest>,
     pub stop_signal: Option<String>,
@@ -286,7 +290,9 @@ pub fn build(image: &ImageConfiguration, opts: &RunOptions, env_user: &[String],
     }
     let limits = crate::cgroups::Limits {
         memory: opts.memory.map(|m| m as u64),
+        memory_swap: opts.memory_swap,
         cpus: opts.cpus,
+        cpu_shares: opts.cpu_shares,
         pids: opts.pids_limit,
         devices: rules,
         ..crate::cgroups::Limits::default()

@@ -102,8 +102,11 @@ const EXAMPLES: &str = "Examples:
   ci-run --rm --security-opt seccomp=unconfined bb:1 unshare -U id -u   no system call filter
   ci-run --rm --memory 64m bb:1 sh -c 'head -c 100m /dev/zero | tail'
                                               killed at 64 MiB: exit status 137
+  ci-run --rm -m 64m --memory-swap 128m bb:1 cat /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes
+                                              64 MiB of memory and 64 MiB of swap (v1 file shown)
   ci-run --rm --cpus 0.5 bb:1 sh -c 'time timeout 2 yes > /dev/null'
                                               half a CPU: at most ~1 s of CPU time in 2 s
+  ci-run -d -c 256 bb:1 sh -c 'while :; do :; done'  a quarter of the default weight (1024) when CPUs are busy
   ci-run --rm --pids-limit 10 bb:1 sh -c 'for i in $(seq 20); do sleep 1 & done; wait'
                                               \"can't fork\" past 10 processes
   ci-run --rm --device /dev/fuse bb:1 ls -l /dev/fuse

@@ -83,9 +83,15 @@ pub struct Args {
     /// Memory limit (e.g. 64m, 1g); the container is killed (exit 137) past it
     #[arg(short = 'm', long, value_name = "BYTES")]
     memory: Option<String>,
+    /// Memory plus swap (e.g. 128m; -1: unlimited swap; default: twice --memory)
+    #[arg(long = "memory-swap", value_name = "BYTES", allow_hyphen_values = true)]
+    memory_swap: Option<String>,
     /// CPU limit, in CPUs (e.g. 0.5)
     #[arg(long, value_name = "N")]
     cpus: Option<f64>,
+    /// Relative CPU weight when CPUs are contended (default 1024; cpu.shares, or cpu.weight on cgroup v2)
+    #[arg(short = 'c', long = "cpu-shares", value_name = "N")]
+    cpu_shares: Option<u64>,
     /// Maximum number of processes in the container (-1: unlimited)
     #[arg(long = "pids-limit", value_name = "N", allow_hyphen_values = true)]
     pids_limit: Option<i64>,
@@ -164,6 +170,12 @@ impl Args {
         }
         o.remove = self.rm;
         o.memory = self.memory.as_deref().map(parse_bytes).transpose()?;
+        o.memory_swap = match self.memory_swap.as_deref() {
+            None => None,
+            Some("-1") => Some(-1),
+            Some(v) => Some(parse_bytes(v).map_err(|e| e.context("--memory-swap"))?),
+        };
+        o.cpu_shares = self.cpu_shares;
         o.cpus = self.cpus;
         if let Some(c) = o.cpus {
             if c <= 0.0 {
