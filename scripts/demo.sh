@@ -42,6 +42,8 @@ step ci-run --rm --hostname demo demo/hello:1
 # 4. What the store holds.
 step ci-build ls --format table
 step ci-build history --format table demo/hello:1
+echo; echo "inspect prints the image's manifest and config as JSON (one object a line):"
+step ci-build inspect demo/hello:1
 echo; echo "The store is an OCI image layout that other tools read as it is:"
 echo "  skopeo inspect oci:$CIROOT/images:docker.io/demo/hello:1"
 echo "Pipelines compose the tools:  ci-build -q -t x . | ci-run --rm -"
