@@ -386,3 +386,40 @@ fn run_dir_removed_under_a_live_monitor() {
     lab.ok(&["rm", "unseen"]);
     assert!(lab.ids().is_empty());
 }
+
+/// A starter (`ci-run __start`) whose parent is not the process that made
+/// its report socket is one whose monitor died and which was reparented:
+/// it must refuse to start the container (nobody would watch it), saying
+/// why on the socket, and start nothing.
+#[test]
+fn a_starter_whose_monitor_is_gone_starts_nothing() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let Some(lab) = Lab::new("containers") else { return };
+    lab.run_d(&["--name", "orphan"], &["sleep", "1000"]);
+    lab.ok(&["stop", "-t", "0", "orphan"]);
+    let id = lab.inspect("orphan")["id"].as_str().unwrap().to_string();
+    // The socket is made here (the test is its creator), and the starter
+    // runs as a child of sh, not of this process: as if our "monitor" died.
+    use nix::sys::socket::{recv, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+    let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::empty()).unwrap();
+    let fd = theirs.as_raw_fd();
+    let mut sh = std::process::Command::new("sh");
+    sh.args(["-c", "\"$0\" __start \"$1\" \"$2\"; echo exit=$?"])
+        .arg(ci_tests::tool_path("ci-run"))
+        .arg(&lab.store)
+        .arg(&id)
+        .stdin(Stdio::null());
+    // SAFETY: dup2 in the child before exec, to put the socket at fd 3.
+    unsafe {
+        sh.pre_exec(move || if libc::dup2(fd, 3) < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) });
+    }
+    let out = sh.output().unwrap();
+    drop(theirs);
+    assert!(text(&out.stdout).contains("exit=0"), "the starter reported: {}", text(&out.stderr));
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = recv(ours.as_raw_fd(), &mut buf, MsgFlags::empty()).unwrap();
+    let report = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(report.contains("\"failed\"") && report.contains("died before the container started"), "{report}");
+    assert_ne!(lab.state("orphan"), "running");
+}

@@ -61,6 +61,14 @@ impl Channel {
         self.fd.as_raw_fd()
     }
 
+    /// The pid of the process that made the other end (SO_PEERCRED: the
+    /// credentials of the socketpair's creator, fixed at creation).
+    pub fn peer_pid(&self) -> Result<i32> {
+        socket::getsockopt(&self.fd, socket::sockopt::PeerCredentials)
+            .map(|c| c.pid())
+            .map_err(|e| Error::io("getsockopt SO_PEERCRED", "(the report socket)", e.into()))
+    }
+
     pub fn send<T: Serialize>(&self, msg: &T, fd: Option<RawFd>) -> Result<()> {
         let data = serde_json::to_vec(msg).expect("messages serialise");
         let iov = [IoSlice::new(&data)];

@@ -87,7 +87,13 @@ impl Parent {
             return Err(Error::io("pidfd_open", format!("process {pid} (the parent of the new container process)"), std::io::Error::last_os_error()));
         }
         // SAFETY: a fresh pidfd that we own.
-        Ok(Parent { pidfd: unsafe { OwnedFd::from_raw_fd(raw as i32) } })
+        let pidfd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
+        // Still our parent now that the pidfd is open: then the pidfd names
+        // it (a living parent's pid cannot have been reused in between).
+        if flags & libc::CLONE_PARENT != 0 && nix::unistd::getppid() != pid {
+            return Err(Error::invalid(format!("the parent process (pid {pid}) died before the container's init was cloned")));
+        }
+        Ok(Parent { pidfd })
     }
 
     /// In the child: be killed when the parent dies (set again after every

@@ -295,7 +295,6 @@ pub fn build(image: &ImageConfiguration, opts: &RunOptions, env_user: &[String],
         cpu_shares: opts.cpu_shares,
         pids: opts.pids_limit,
         devices: rules,
-        ..crate::cgroups::Limits::default()
     };
     limits.validate()?;
     linux = linux.resources(limits.to_oci()).cgroups_path(PathBuf::from(format!("ci/{}", who.id)));

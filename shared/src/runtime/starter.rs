@@ -65,7 +65,7 @@ pub fn main_if_asked() -> Option<i32> {
         libc::fcntl(3, libc::F_SETFD, libc::FD_CLOEXEC);
         Channel::from_fd(OwnedFd::from_raw_fd(3))
     };
-    let (report, pty) = match protected.and_then(|()| start(Path::new(&root), &id.to_string_lossy())) {
+    let (report, pty) = match protected.and_then(|()| start(Path::new(&root), &id.to_string_lossy(), &chan)) {
         Ok(r) => r,
         Err(e) => (Report::Failed { message: e.to_string(), code: 125 }, None),
     };
@@ -73,8 +73,15 @@ pub fn main_if_asked() -> Option<i32> {
     Some(if sent.is_ok() { 0 } else { 1 })
 }
 
-fn start(root: &Path, id: &str) -> Result<(Report, Option<OwnedFd>)> {
-    state::set_monitor(nix::unistd::getppid().as_raw());
+fn start(root: &Path, id: &str, chan: &Channel) -> Result<(Report, Option<OwnedFd>)> {
+    // The monitor made the report socket, so its credentials name it. A
+    // parent that is not that process means the monitor died and we were
+    // reparented: a container started now would have nobody to watch it.
+    let monitor = chan.peer_pid()?;
+    if nix::unistd::getppid().as_raw() != monitor {
+        return Err(Error::invalid(format!("the monitor (pid {monitor}) died before the container started")));
+    }
+    state::set_monitor(monitor);
     let store = Store::open(root)?;
     let mut c = Container::load(&store, id)?;
     let path = c.dir.join("config.json");
