@@ -235,7 +235,7 @@ fn stats_reports_the_memory_a_container_uses() {
     assert_eq!(s[0]["pids"], 1);
     // The table, as docker's columns.
     let t = lab.ok(&["--format", "table", "stats", "--no-stream", "hog"]);
-    assert!(t.starts_with("CONTAINER ID   NAME   CPU %   MEM USAGE / LIMIT"), "{t}");
+    assert!(t.starts_with("CONTAINER ID   NAME      CPU %     MEM USAGE / LIMIT"), "docker's layout (columns at least 10 wide): {t}");
     assert!(t.contains("/ 200MiB"), "{t}");
     // top: its processes, ps -ef's columns, from the host's /proc.
     lab.ok(&["exec", "-d", "hog", "sleep", "999"]);

@@ -4,7 +4,7 @@
 mod run_common;
 use run_common::*;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -289,14 +289,14 @@ exit 5"#;
     t.wait_for("ready");
     let lflags = tcgetattr(&t.master).unwrap().local_flags;
     assert!(!lflags.intersects(LocalFlags::ICANON | LocalFlags::ECHO | LocalFlags::ISIG), "ci-run put its terminal in raw mode: {lflags:?}");
-    assert!(t.seen.contains("size:37 101"), "the container's pty has the outer window size: {:?}", t.seen);
+    assert!(t.seen().contains("size:37 101"), "the container's pty has the outer window size: {:?}", t.seen());
     for want in ["tty:/dev/pts/0 ", "console:character special file 88:0 fd0:88:0", "mode:icanon", "mode:isig", "mode:echo"] {
-        assert!(t.seen.contains(want), "{want:?} in {:?}", t.seen);
+        assert!(t.seen().contains(want), "{want:?} in {:?}", t.seen());
     }
     // A window-size change on our pty: ci-run gets SIGWINCH, passes the size on, and the container gets SIGWINCH.
     t.resize(50, 132);
     t.wait_for("winch:50 132");
-    t.master.write_all(b"typed-xyz\r").unwrap();
+    t.type_keys(b"typed-xyz\r");
     t.wait_for("got:9");
     let (seen, code) = t.finish();
     assert!(!seen.contains("winch:37 101"), "the size was set before the command started, not changed under it: {seen:?}");
@@ -307,7 +307,7 @@ exit 5"#;
     let script = r#"trap 'echo pid1-int' INT; sh -c 'trap "echo child-int; exit 7" INT; echo ready; while :; do sleep 0.05; done'; echo "after:$?"; exit 9"#;
     let mut t = PtySession::start(&b, script, (24, 80));
     t.wait_for("ready");
-    t.master.write_all(b"\x03").unwrap();
+    t.type_keys(b"\x03");
     t.wait_for("after:7");
     let (seen, code) = t.finish();
     assert!(seen.contains("child-int") && seen.contains("pid1-int"), "the whole foreground process group got SIGINT: {seen:?}");
@@ -316,72 +316,32 @@ exit 5"#;
 }
 
 /// `ci-run --rm -it SCRIPT` on a new pty of the test (window size `rows` x `cols`).
-struct PtySession {
-    master: std::fs::File,
-    child: Running,
-    seen: String,
-    deadline: Instant,
-}
+struct PtySession(ci_tests::pty::Session);
 
 impl PtySession {
-    fn start(b: &Bench, script: &str, (rows, cols): (u16, u16)) -> PtySession {
-        use std::os::unix::process::CommandExt;
-        let ws = nix::pty::Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
-        let pty = nix::pty::openpty(Some(&ws), None).unwrap();
-        let slave = pty.slave;
-        let mut c = b.command(&b.rootfs, &["--rm", "-it"], &["sh", "-c", script]);
-        let s = std::os::fd::AsRawFd::as_raw_fd(&slave);
-        c.stdin(Stdio::from(slave.try_clone().unwrap())).stdout(Stdio::from(slave.try_clone().unwrap())).stderr(Stdio::from(slave.try_clone().unwrap()));
-        // SAFETY: setsid and ioctl in the child before exec: our pty becomes ci-run's controlling terminal.
-        unsafe {
-            c.pre_exec(move || {
-                libc::setsid();
-                libc::ioctl(s, libc::TIOCSCTTY, 0);
-                Ok(())
-            });
-        }
-        let child = Running(c.spawn().unwrap());
-        drop(slave);
-        PtySession { master: std::fs::File::from(pty.master), child, seen: String::new(), deadline: Instant::now() + Duration::from_secs(20) }
-    }
-
-    /// Read what the terminal shows until `want` appears (bounded).
-    fn wait_for(&mut self, want: &str) {
-        use std::os::fd::AsFd;
-        let mut buf = [0u8; 4096];
-        while !self.seen.contains(want) {
-            assert!(Instant::now() < self.deadline, "waiting for {want:?}; the terminal showed {:?}", self.seen);
-            let mut fds = [nix::poll::PollFd::new(self.master.as_fd(), nix::poll::PollFlags::POLLIN)];
-            if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)).unwrap_or(0) == 0 {
-                continue;
-            }
-            match self.master.read(&mut buf) {
-                Ok(0) | Err(_) => panic!("the terminal closed before {want:?} appeared; it showed {:?}", self.seen),
-                Ok(n) => self.seen.push_str(&String::from_utf8_lossy(&buf[..n])),
-            }
-        }
-    }
-
-    fn resize(&self, rows: u16, cols: u16) {
-        let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
-        // SAFETY: TIOCSWINSZ with a valid winsize on our master.
-        assert_eq!(unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&self.master), libc::TIOCSWINSZ, &ws) }, 0);
+    fn start(b: &Bench, script: &str, size: (u16, u16)) -> PtySession {
+        PtySession(ci_tests::pty::Session::spawn(b.command(&b.rootfs, &["--rm", "-it"], &["sh", "-c", script]), size, ci_tests::pty::ALL))
     }
 
     /// Wait for ci-run to exit; everything the terminal showed, and the exit status.
     fn finish(mut self) -> (String, i32) {
-        let status = self.child.0.wait().unwrap();
-        let mut buf = [0u8; 4096];
-        // The rest of the output (EIO once the last slave is closed).
-        while let Ok(n) = self.master.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            self.seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-        let lflags = nix::sys::termios::tcgetattr(&self.master).unwrap().local_flags;
+        let status = self.0.finish().status;
+        let lflags = nix::sys::termios::tcgetattr(&self.0.master).unwrap().local_flags;
         use nix::sys::termios::LocalFlags;
         assert!(lflags.contains(LocalFlags::ICANON | LocalFlags::ECHO | LocalFlags::ISIG), "ci-run restored its terminal: {lflags:?}");
-        (self.seen, status.code().unwrap_or(-1))
+        (self.0.seen(), status.code().unwrap_or(-1))
+    }
+}
+
+impl std::ops::Deref for PtySession {
+    type Target = ci_tests::pty::Session;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for PtySession {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
     }
 }

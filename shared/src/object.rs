@@ -351,8 +351,12 @@ fn ignore_broken_pipe(e: std::io::Error) -> Result<()> {
     }
 }
 
-/// An aligned table with a header row, columns separated by three spaces.
+/// An aligned table with a header row, laid out as docker's tables are (Go's
+/// text/tabwriter with minimum width 10 and padding 3): each column but the
+/// last is as wide as its widest cell plus three spaces, and at least 10.
 pub fn write_table(out: &mut impl Write, headers: &[&str], rows: Vec<Vec<String>>) -> std::io::Result<()> {
+    const PADDING: usize = 3;
+    const MIN_WIDTH: usize = 10;
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
@@ -365,7 +369,8 @@ pub fn write_table(out: &mut impl Write, headers: &[&str], rows: Vec<Vec<String>
         for (i, (c, w)) in cells.into_iter().zip(&widths).enumerate() {
             s.push_str(c);
             if i + 1 < n {
-                s.extend(std::iter::repeat_n(' ', w - c.chars().count() + 3));
+                let column = (w + PADDING).max(MIN_WIDTH);
+                s.extend(std::iter::repeat_n(' ', column - c.chars().count()));
             }
         }
         s.push('\n');
@@ -578,8 +583,9 @@ mod tests {
     #[test]
     fn table_aligns() {
         let mut out = Vec::new();
-        write_table(&mut out, &["A", "BB"], vec![vec!["xxx".into(), "y".into()]]).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), "A     BB\nxxx   y\n");
+        write_table(&mut out, &["A", "BBBBBBBBBBB", "C"], vec![vec!["xxx".into(), "y".into(), "z".into()]]).unwrap();
+        // docker's: a column is its widest cell + 3, at least 10; the last is not padded.
+        assert_eq!(String::from_utf8(out).unwrap(), "A         BBBBBBBBBBB   C\nxxx       y             z\n");
     }
 }
 

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod pty;
 pub mod registry;
 pub mod vm;
 

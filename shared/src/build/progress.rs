@@ -6,7 +6,9 @@
 //!   `#4 DONE 1.3s`;
 //! - tty: one line per step, rewritten in place; a running RUN shows its
 //!   elapsed time and last output lines below it, which disappear when it
-//!   ends;
+//!   ends. Every line is cut to the terminal's width: redrawing in place
+//!   moves the cursor by lines, and a line that wrapped would leave its
+//!   first rows behind;
 //! - quiet (`-q`): nothing.
 //!
 //! Every step ends `CACHED` or with its time. A RUN's output is relayed by
@@ -74,7 +76,7 @@ impl Progress {
         let label: String = label.lines().next().unwrap_or("").chars().take(200).collect();
         match self.mode {
             Mode::Plain => self.out(&format!("#{} {label}\n", self.n)),
-            Mode::Tty => self.out(&format!("\r\x1b[K => {label}")),
+            Mode::Tty => self.out(&format!("\r\x1b[K{}", row(" => ", &label, ""))),
             Mode::Quiet => {}
         }
         self.current = Some((label, Instant::now()));
@@ -93,7 +95,7 @@ impl Progress {
         let Some((label, _)) = self.current.take() else { return };
         match self.mode {
             Mode::Plain => self.out(&format!("#{} CACHED\n", self.n)),
-            Mode::Tty => self.out(&format!("\r\x1b[K => CACHED {label}\n")),
+            Mode::Tty => self.out(&format!("\r\x1b[K{}\n", row(" => CACHED ", &label, ""))),
             Mode::Quiet => {}
         }
     }
@@ -104,7 +106,7 @@ impl Progress {
         let secs = t.elapsed().as_secs_f64();
         match self.mode {
             Mode::Plain => self.out(&format!("#{} DONE {secs:.1}s\n", self.n)),
-            Mode::Tty => self.out(&format!("\r\x1b[K => {label}  {secs:.1}s\n")),
+            Mode::Tty => self.out(&format!("\r\x1b[K{}\n", row(" => ", &label, &format!("  {secs:.1}s")))),
             Mode::Quiet => {}
         }
     }
@@ -115,7 +117,7 @@ impl Progress {
         let secs = t.elapsed().as_secs_f64();
         match self.mode {
             Mode::Plain => self.out(&format!("#{} ERROR after {secs:.1}s\n", self.n)),
-            Mode::Tty => self.out(&format!("\r\x1b[K => ERROR {label}  {secs:.1}s\n")),
+            Mode::Tty => self.out(&format!("\r\x1b[K{}\n", row(" => ERROR ", &label, &format!("  {secs:.1}s")))),
             Mode::Quiet => {}
         }
     }
@@ -211,10 +213,9 @@ fn relay_loop(mode: Mode, n: usize, label: &str, started: Instant, r: OwnedFd, m
         if *drawn > 0 {
             s.push_str(&format!("\x1b[{}A", *drawn));
         }
-        s.push_str(&format!("\r\x1b[K => {label}  {:.1}s\n", started.elapsed().as_secs_f64()));
+        s.push_str(&format!("\r\x1b[K{}\n", row(" => ", label, &format!("  {:.1}s", started.elapsed().as_secs_f64()))));
         for l in tail {
-            let l: String = l.chars().take(150).collect();
-            s.push_str(&format!("\x1b[K\x1b[2m   │ {l}\x1b[0m\n"));
+            s.push_str(&format!("\x1b[K\x1b[2m{}\x1b[0m\n", row("   │ ", l, "")));
         }
         s.push_str("\x1b[J");
         *drawn = tail.len() + 1;
@@ -266,9 +267,29 @@ fn relay_loop(mode: Mode, n: usize, label: &str, started: Instant, r: OwnedFd, m
     }
     if mode == Mode::Tty && drawn > 0 {
         // Leave the cursor on the step's line, everything under it cleared.
-        let _ = write!(err, "\x1b[{drawn}A\r\x1b[J => {label}");
+        let _ = write!(err, "\x1b[{drawn}A\r\x1b[J{}", row(" => ", label, ""));
     }
     let _ = err.flush();
+}
+
+/// One row of the tty display: `head`, `text` cut to what is left of the
+/// terminal's width, `tail`. Escapes and control characters in `text` (a
+/// RUN's output, a Dockerfile's line) are dropped: they would move the
+/// cursor under the display's feet. The last column stays free, so a full
+/// row never leaves the cursor waiting to wrap.
+fn row(head: &str, text: &str, tail: &str) -> String {
+    fit(columns(), head, text, tail)
+}
+
+fn fit(columns: usize, head: &str, text: &str, tail: &str) -> String {
+    let clean: String = console::strip_ansi_codes(text).chars().map(|c| if c == '\t' { ' ' } else { c }).filter(|c| !c.is_control()).collect();
+    let room = columns.saturating_sub(1 + console::measure_text_width(head) + console::measure_text_width(tail));
+    format!("{head}{}{tail}", console::truncate_str(&clean, room, "…"))
+}
+
+/// The width of the terminal on stderr; 80 when it is not one (`--progress tty` into a pipe).
+fn columns() -> usize {
+    console::Term::stderr().size_checked().map(|(_, cols)| usize::from(cols)).filter(|c| *c > 0).unwrap_or(80)
 }
 
 /// The last `n` lines of a log file.
@@ -278,4 +299,22 @@ pub fn last_lines(log: &Path, n: usize) -> Vec<String> {
     let text = String::from_utf8_lossy(&data[start..]);
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].iter().map(|s| s.to_string()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit;
+
+    #[test]
+    fn rows_fit_the_terminal() {
+        assert_eq!(fit(80, " => ", "[1/2] FROM bb:1", "  0.1s"), " => [1/2] FROM bb:1  0.1s");
+        let long = format!("[2/2] RUN {}", "x".repeat(200));
+        let r = fit(40, " => ", &long, "  12.5s");
+        assert_eq!(console::measure_text_width(&r), 39, "{r}");
+        assert!(r.starts_with(" => [2/2] RUN xx") && r.ends_with("x…  12.5s"), "{r}");
+        // A RUN's colours, tabs and carriage returns never reach the display.
+        assert_eq!(fit(80, "   │ ", "\x1b[31mred\x1b[0m\tand\rback\x07", ""), "   │ red andback");
+        // Wide characters count double.
+        assert_eq!(console::measure_text_width(&fit(10, "", "日本語のテキスト", "")), 9);
+    }
 }

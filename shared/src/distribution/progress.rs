@@ -43,7 +43,9 @@ impl Progress {
                 None => ProgressBar::no_length(),
             });
             b.set_style(
-                ProgressStyle::with_template("{prefix:.bold} {msg:12} [{bar:30}] {binary_bytes:>10}/{binary_total_bytes:10} {binary_bytes_per_sec}")
+                // The bar takes what the terminal's width leaves: a row that wrapped would
+                // take two lines per blob. Fixed widths, so it does not jitter.
+                ProgressStyle::with_template("{prefix:.bold} {msg:13} [{wide_bar}] {binary_bytes:>10}/{binary_total_bytes:<10} {binary_bytes_per_sec:>12}")
                     .expect("valid template")
                     .progress_chars("=> "),
             );

@@ -5,8 +5,9 @@
 //! manifest and an index, sizes that lie, relative `Location`s with a
 //! query, blob redirects to another port, a Bearer token service, chunked
 //! uploads that keep fewer bytes than sent or answer 416, mounts that fall
-//! back to an upload. It records every request (whether it carried
-//! credentials, and what was answered), so tests can check what the client did. Plain std sockets; one thread per
+//! back to an upload; or it is only slow. It records every request (whether it
+//! carried credentials, and what was answered) and how many blob transfers
+//! were in flight at once, so tests can check what the client did. Plain std sockets; one thread per
 //! connection; everything stops when the proxy is dropped.
 
 use std::collections::HashMap;
@@ -59,6 +60,10 @@ pub struct Lies {
     /// Relay mount POSTs without `mount`/`from`: the registry opens an upload
     /// (202) as it does for a blob it cannot mount.
     pub refuse_mounts: bool,
+    /// Hold every blob transfer (see [`is_blob_transfer`]) this long before
+    /// relaying it, a slow link: transfers a client runs in parallel then
+    /// surely overlap, and [`Proxy::max_in_flight`] shows how many did.
+    pub blob_delay: Option<Duration>,
 }
 
 /// One request as the proxy (or its storage server) received it, and the answer.
@@ -87,6 +92,9 @@ struct State {
     tokens: Mutex<HashMap<String, Vec<String>>>,
     token_fetches: AtomicUsize,
     patches: AtomicUsize,
+    /// Blob transfers being served now, and the most there ever were.
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
     agent: ureq::Agent,
 }
 
@@ -153,6 +161,8 @@ impl Proxy {
             tokens: Mutex::default(),
             token_fetches: AtomicUsize::new(0),
             patches: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
             agent,
         });
         let stop = Arc::new(AtomicBool::new(false));
@@ -182,12 +192,17 @@ impl Proxy {
     pub fn storage_seen(&self) -> Vec<Seen> {
         self.state.storage_seen.lock().unwrap().clone()
     }
+    /// The most blob transfers that were in flight at once since the start (or [`Proxy::clear`]).
+    pub fn max_in_flight(&self) -> usize {
+        self.state.max_in_flight.load(Ordering::SeqCst)
+    }
     pub fn token_fetches(&self) -> usize {
         self.state.token_fetches.load(Ordering::SeqCst)
     }
     pub fn clear(&self) {
         self.state.seen.lock().unwrap().clear();
         self.state.storage_seen.lock().unwrap().clear();
+        self.state.max_in_flight.store(0, Ordering::SeqCst);
     }
 }
 
@@ -233,6 +248,8 @@ fn serve(conn: TcpStream, state: &State, stop: &AtomicBool, is_storage: bool) ->
             }
             Err(e) => return Err(e),
         };
+        // Counted from the request until its answer is written: the whole transfer.
+        let transfer = (!is_storage && is_blob_transfer(&req)).then(|| InFlight::start(state));
         let resp = if is_storage {
             let id = req.target.trim_start_matches("/blob/").to_string();
             match state.stored.lock().unwrap().get(&id) {
@@ -253,9 +270,37 @@ fn serve(conn: TcpStream, state: &State, stop: &AtomicBool, is_storage: bool) ->
         };
         if is_storage { &state.storage_seen } else { &state.seen }.lock().unwrap().push(seen);
         write_response(&mut out, &req, &resp)?;
+        drop(transfer);
         if resp.cut_at.is_some() {
             return Ok(()); // hang up mid-body
         }
+    }
+}
+
+/// A request that moves a blob's bytes: a GET of a blob, or a PATCH or PUT
+/// of an upload (not HEADs, mounts or the POST that opens an upload).
+fn is_blob_transfer(req: &Request) -> bool {
+    let path = req.target.split('?').next().unwrap_or("");
+    (req.method == "GET" && path.contains("/blobs/sha256:")) || (matches!(req.method.as_str(), "PATCH" | "PUT") && path.contains("/blobs/uploads/"))
+}
+
+/// One blob transfer in flight, until dropped.
+struct InFlight<'s>(&'s State);
+
+impl<'s> InFlight<'s> {
+    fn start(state: &'s State) -> InFlight<'s> {
+        let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        state.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        if let Some(d) = state.lies.lock().unwrap().blob_delay {
+            std::thread::sleep(d);
+        }
+        InFlight(state)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
