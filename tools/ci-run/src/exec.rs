@@ -1,6 +1,6 @@
 use ci_core::cli::GlobalOpts;
 use ci_core::error::Error;
-use ci_core::object::expand_stdin;
+use ci_core::object::expand_one;
 use ci_core::runtime::{self, exec::ExecOptions, exec::ExecOutcome, names};
 use ci_core::Result;
 
@@ -53,9 +53,8 @@ pub fn run(g: &GlobalOpts, a: Args) -> Result<i32> {
     if command.is_empty() {
         return Err(Error::invalid("exec needs a command after the container").hint("ci-run exec CONTAINER COMMAND [ARG...]"));
     }
-    let name = expand_stdin(std::slice::from_ref(name), "container")?;
-    let [name] = name.as_slice() else { return Err(Error::invalid("exec takes one container")) };
-    let mut c = names::resolve(&store, name)?;
+    let name = expand_one(name, "container", "exec")?;
+    let mut c = names::resolve(&store, &name)?;
     let o = ExecOptions {
         command: command.to_vec(),
         env: a.env,

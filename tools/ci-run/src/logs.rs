@@ -39,9 +39,8 @@ pub struct Args {
 
 pub fn run(g: &GlobalOpts, a: Args) -> Result<i32> {
     let store = g.store()?;
-    let name = ci_core::object::expand_stdin(std::slice::from_ref(&a.container), "container")?;
-    let [name] = name.as_slice() else { return Err(Error::invalid("logs takes one container")) };
-    let mut c = names::resolve(&store, name)?;
+    let name = ci_core::object::expand_one(&a.container, "container", "logs")?;
+    let mut c = names::resolve(&store, &name)?;
     let q = logs::Query::from_flags(a.since.as_deref(), a.until.as_deref(), &a.tail)?;
     if !logs::exists(&c.dir) {
         if c.record.log.enabled() {

@@ -1,6 +1,5 @@
 use ci_core::cli::GlobalOpts;
-use ci_core::error::Error;
-use ci_core::object::expand_stdin;
+use ci_core::object::expand_one;
 use ci_core::runtime::names;
 use ci_core::Result;
 
@@ -21,9 +20,8 @@ pub struct Args {
 
 pub fn run(g: &GlobalOpts, a: Args) -> Result<i32> {
     let store = g.store()?;
-    let name = expand_stdin(std::slice::from_ref(&a.container), "container")?;
-    let [name] = name.as_slice() else { return Err(Error::invalid("rename takes one container")) };
-    let mut c = names::resolve(&store, name)?;
+    let name = expand_one(&a.container, "container", "rename")?;
+    let mut c = names::resolve(&store, &name)?;
     names::rename(&store, &mut c, &a.new_name)?;
     crate::each::print(g, &store, &a.new_name, c)?;
     Ok(0)

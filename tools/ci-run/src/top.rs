@@ -1,6 +1,6 @@
 use ci_core::cli::GlobalOpts;
 use ci_core::error::Error;
-use ci_core::object::{emit_json, emit_table, expand_stdin};
+use ci_core::object::{emit_json, emit_table, expand_one};
 use ci_core::runtime::{names, state, top, Status};
 use ci_core::Result;
 
@@ -20,9 +20,8 @@ pub struct Args {
 
 pub fn run(g: &GlobalOpts, a: Args) -> Result<i32> {
     let store = g.store()?;
-    let name = expand_stdin(std::slice::from_ref(&a.container), "container")?;
-    let [name] = name.as_slice() else { return Err(Error::invalid("top takes one container")) };
-    let mut c = names::resolve(&store, name)?;
+    let name = expand_one(&a.container, "container", "top")?;
+    let mut c = names::resolve(&store, &name)?;
     let seen = state::refresh(&store, &mut c)?;
     if seen.status != Status::Running {
         return Err(Error::Conflict(format!("container {} is not running: it is {}", c.record.name, seen.status.as_str())));
